@@ -1,0 +1,231 @@
+//! Shared arenas of small slots with cross-process reference counts.
+//!
+//! A lock or an event is a few words; giving each its own memfd would spend a
+//! descriptor, a mapping and a page on it. Instead, small objects live in
+//! 64-byte [`Slot`]s carved out of 64 KiB arena segments, so a thousand
+//! primitives cost a handful of descriptors.
+//!
+//! # Layout of an arena segment
+//!
+//! ```text
+//! 0      magic u64 | version u32 | slot size u32 | slot count u32 | ...
+//! 64     reference counts: [u32; SLOTS]
+//! 3968   slots: [[u8; 64]; SLOTS]      (64-byte aligned: one cache line each)
+//! ```
+//!
+//! A slot is free when its count is zero. Allocation claims a free slot with a
+//! compare-and-swap from 0 to 1 and then zeroes it; every [`Slot`] value (in
+//! any process) holds one count, and a handle in flight to another process
+//! holds one too, which the receiver adopts. When the count drops to zero the
+//! slot can be claimed again by any process that allocates from that arena.
+//!
+//! A process that dies holding counts never gives them back: its slots stay
+//! allocated until every process has dropped the arena, when the kernel frees
+//! the whole segment. Nothing leaks past the life of the processes.
+
+use std::fmt;
+use std::io;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::shm::Segment;
+
+/// Bytes in one slot.
+pub const SLOT_SIZE: usize = 64;
+const ARENA_SIZE: usize = 64 * 1024;
+const MAGIC: u64 = u64::from_le_bytes(*b"aiopAREN");
+const VERSION: u32 = 1;
+const COUNTS_OFFSET: usize = 64;
+const SLOTS: usize = 962;
+const SLOTS_OFFSET: usize = 3968;
+const _: () = assert!(COUNTS_OFFSET + SLOTS * 4 <= SLOTS_OFFSET);
+const _: () = assert!(SLOTS_OFFSET % SLOT_SIZE == 0);
+const _: () = assert!(SLOTS_OFFSET + SLOTS * SLOT_SIZE <= ARENA_SIZE);
+
+/// The arenas this process allocates from.
+static ARENAS: Mutex<Vec<Segment>> = Mutex::new(Vec::new());
+
+fn count(seg: &Segment, index: usize) -> &AtomicU32 {
+    seg.atomic_u32(COUNTS_OFFSET + index * 4)
+}
+
+fn new_arena() -> io::Result<Segment> {
+    let seg = Segment::new(ARENA_SIZE)?;
+    seg.atomic_u32(8).store(VERSION, Ordering::Relaxed);
+    seg.atomic_u32(12)
+        .store(SLOT_SIZE as u32, Ordering::Relaxed);
+    seg.atomic_u32(16).store(SLOTS as u32, Ordering::Relaxed);
+    // Release: a process that sees the magic also sees the fields above.
+    seg.atomic_u64(0).store(MAGIC, Ordering::Release);
+    Ok(seg)
+}
+
+fn is_arena(seg: &Segment) -> bool {
+    seg.len() == ARENA_SIZE
+        && seg.atomic_u64(0).load(Ordering::Acquire) == MAGIC
+        && seg.atomic_u32(8).load(Ordering::Relaxed) == VERSION
+        && seg.atomic_u32(12).load(Ordering::Relaxed) == SLOT_SIZE as u32
+        && seg.atomic_u32(16).load(Ordering::Relaxed) == SLOTS as u32
+}
+
+/// Claims a free slot of `seg`, if it has one.
+fn claim(seg: &Segment) -> Option<usize> {
+    (0..SLOTS).find(|&i| {
+        // Acquire: whatever the last holder wrote before its Release
+        // decrement happens-before our zeroing below.
+        count(seg, i)
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    })
+}
+
+/// A 64-byte slot of shared memory with a cross-process reference count.
+///
+/// The slot is zeroed when allocated. It stays allocated while any `Slot`
+/// handle to it exists in any process; cloning a handle and sending it to a
+/// spawned process each take a count. Its contents are sixteen 32-bit words,
+/// usable as atomics and as futex words ([`crate::futex`]).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::Ordering;
+/// let slot = aiop_core::arena::Slot::new()?;
+/// slot.word(0).fetch_add(1, Ordering::Relaxed);
+/// let other = slot.clone();
+/// assert_eq!(other.word(0).load(Ordering::Relaxed), 1);
+/// assert_eq!(slot.ref_count(), 2);
+/// # std::io::Result::Ok(())
+/// ```
+pub struct Slot {
+    seg: Segment,
+    index: u32,
+}
+
+impl fmt::Debug for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slot")
+            .field("segment", &self.seg)
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl Slot {
+    /// Allocates a zeroed slot, creating a new arena when every arena of this
+    /// process is full.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error when a new arena segment cannot be created.
+    pub fn new() -> io::Result<Slot> {
+        let mut arenas = ARENAS.lock().unwrap_or_else(|e| e.into_inner());
+        for seg in arenas.iter() {
+            if let Some(i) = claim(seg) {
+                return Ok(Slot::claimed(seg.clone(), i));
+            }
+        }
+        let seg = new_arena()?;
+        let i = claim(&seg).expect("a new arena has free slots");
+        arenas.push(seg.clone());
+        Ok(Slot::claimed(seg, i))
+    }
+
+    fn claimed(seg: Segment, index: usize) -> Slot {
+        let slot = Slot {
+            seg,
+            index: index as u32,
+        };
+        for w in 0..SLOT_SIZE / 4 {
+            slot.word(w).store(0, Ordering::Relaxed);
+        }
+        slot
+    }
+
+    fn offset(&self) -> usize {
+        SLOTS_OFFSET + self.index as usize * SLOT_SIZE
+    }
+
+    /// The 32-bit word `i` (0..16) of the slot.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= 16`.
+    pub fn word(&self, i: usize) -> &AtomicU32 {
+        assert!(
+            i < SLOT_SIZE / 4,
+            "slot word {i} out of range (a slot has 16)"
+        );
+        self.seg.atomic_u32(self.offset() + i * 4)
+    }
+
+    /// The 64-bit word `i` (0..8) of the slot, overlapping words `2i` and `2i+1`.
+    ///
+    /// # Panics
+    ///
+    /// If `i >= 8`.
+    pub fn word64(&self, i: usize) -> &AtomicU64 {
+        assert!(
+            i < SLOT_SIZE / 8,
+            "slot word64 {i} out of range (a slot has 8)"
+        );
+        self.seg.atomic_u64(self.offset() + i * 8)
+    }
+
+    /// The number of handles to this slot in all processes, plus handles in flight.
+    pub fn ref_count(&self) -> u32 {
+        count(&self.seg, self.index as usize).load(Ordering::Acquire)
+    }
+
+    /// Whether both handles refer to the same slot.
+    pub fn same_as(&self, other: &Slot) -> bool {
+        self.index == other.index && self.seg.same_as(&other.seg)
+    }
+}
+
+impl Clone for Slot {
+    fn clone(&self) -> Slot {
+        // Relaxed, as `Arc::clone`: the new handle is derived from a live one,
+        // so the count cannot be zero here.
+        count(&self.seg, self.index as usize).fetch_add(1, Ordering::Relaxed);
+        Slot {
+            seg: self.seg.clone(),
+            index: self.index,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Release: our writes to the slot happen-before the next claimer's
+        // Acquire compare-and-swap.
+        count(&self.seg, self.index as usize).fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Serialize for Slot {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Serializes the segment first: outside a transfer this fails before
+        // the count below is taken.
+        let wire = (&self.seg, self.index);
+        let ok = wire.serialize(serializer)?;
+        // The message holds a count of its own, adopted by the receiver.
+        count(&self.seg, self.index as usize).fetch_add(1, Ordering::Relaxed);
+        Ok(ok)
+    }
+}
+
+impl<'de> Deserialize<'de> for Slot {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Slot, D::Error> {
+        let (seg, index) = <(Segment, u32)>::deserialize(deserializer)?;
+        if !is_arena(&seg) || index as usize >= SLOTS {
+            return Err(serde::de::Error::custom(
+                "received a slot handle that is not in an aiop arena",
+            ));
+        }
+        // Adopt the count the sender took for the message.
+        Ok(Slot { seg, index })
+    }
+}

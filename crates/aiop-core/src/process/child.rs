@@ -1,0 +1,254 @@
+//! The child side: `init()`, the test-harness entry, and running the call.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+
+use rustix::fs::{Mode, OFlags};
+
+use super::wire::{self, Role, Start};
+use super::{ProcessInfo, forkserver, set_identity};
+use crate::sys::call::{self, Outcome, SameImage};
+use crate::sys::{fdpass, proc};
+use crate::transfer::Inbound;
+
+/// Set in a child's environment by the Spawn start method; `init()` removes it.
+pub(crate) const ENV_CHILD: &str = "AIOP_CHILD";
+
+/// Exit code of a child that could not even read what to run.
+const EXIT_BOOT: i32 = 70;
+/// Exit code of a child whose function panicked or could not be called.
+const EXIT_FAILED: i32 = 1;
+
+/// The test-harness entry, `<module path>::__aiop_child_entry`, set by
+/// `test_support!()` from a constructor (a plain store: no allocation, no
+/// std services, before `main`).
+static TEST_ENTRY_PTR: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+static TEST_ENTRY_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// This process's own control socket, if it is a child (closed in forked
+/// grandchildren, which must not hold their grandparent's line open).
+static OWN_CTL: AtomicI32 = AtomicI32::new(-1);
+
+#[doc(hidden)]
+pub fn __enable_test_mode(module_path: &'static str) {
+    TEST_ENTRY_LEN.store(module_path.len(), Ordering::Relaxed);
+    TEST_ENTRY_PTR.store(module_path.as_ptr().cast_mut(), Ordering::Release);
+}
+
+/// The libtest filter that selects the child entry, in test binaries.
+pub(crate) fn test_entry() -> Option<String> {
+    let ptr = TEST_ENTRY_PTR.load(Ordering::Acquire);
+    if ptr.is_null() {
+        return None;
+    }
+    let len = TEST_ENTRY_LEN.load(Ordering::Relaxed);
+    // The module path was stored from a `&'static str`; rebuild it safely by
+    // copying from the str we can reach again only through these two atomics.
+    let path = static_str(ptr, len);
+    // libtest names tests by their path inside the crate, without the crate.
+    let inner = path.split_once("::").map_or("", |(_, rest)| rest);
+    Some(if inner.is_empty() {
+        "__aiop_child_entry".to_string()
+    } else {
+        format!("{inner}::__aiop_child_entry")
+    })
+}
+
+fn static_str(ptr: *mut u8, len: usize) -> &'static str {
+    crate::sys::proc::static_str(ptr, len)
+}
+
+pub(crate) fn own_ctl() -> Option<i32> {
+    let fd = OWN_CTL.load(Ordering::Relaxed);
+    (fd >= 0).then_some(fd)
+}
+
+/// Turns this process into the child it was started as, if it was started by
+/// aiop; returns at once otherwise.
+///
+/// Call it first thing in `main` of every program that spawns processes
+/// with the Spawn or ForkServer start method: a spawned child re-executes the
+/// program, and `init()` is where it takes over, runs the requested function
+/// and exits without returning. In the parent it only checks one environment
+/// variable.
+///
+/// Test binaries use [`test_support!`](crate::test_support) instead.
+///
+/// # Examples
+///
+/// ```no_run
+/// fn main() {
+///     aiop_core::init();
+///     // ... the program, which may spawn processes ...
+/// }
+/// ```
+pub fn init() {
+    if std::env::var_os(ENV_CHILD).is_none() {
+        return;
+    }
+    proc::remove_env(ENV_CHILD);
+    let ctl = match take_stdin() {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("aiop: a spawned child could not take its control socket from stdin: {e}");
+            std::process::exit(EXIT_BOOT);
+        }
+    };
+    run(ctl, Entry::Exec)
+}
+
+/// The control socket arrives as stdin (so that `std` can start the child
+/// with `posix_spawn`); move it to a close-on-exec descriptor and give the
+/// child `/dev/null` as stdin, as Python's `multiprocessing` does.
+fn take_stdin() -> io::Result<OwnedFd> {
+    let ctl = rustix::io::fcntl_dupfd_cloexec(rustix::stdio::stdin(), 3)?;
+    let null = rustix::fs::open("/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::stdio::dup2_stdin(&null)?;
+    Ok(ctl)
+}
+
+/// How this child came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// Re-executed (Spawn, or the fork server itself): a fresh image.
+    Exec,
+    /// Forked (Fork, or by the fork server): a copy of its parent's image.
+    Forked,
+}
+
+fn end(entry: Entry, code: i32) -> ! {
+    match entry {
+        // A fresh image may run its atexit handlers (coverage, sanitizers).
+        Entry::Exec => std::process::exit(code),
+        // A copy must not run its parent's.
+        Entry::Forked => proc::exit_now(code),
+    }
+}
+
+/// Runs the child: reads its `Start`, runs the call, replies, exits.
+pub(crate) fn run(ctl: OwnedFd, entry: Entry) -> ! {
+    OWN_CTL.store(ctl.as_raw_fd(), Ordering::Relaxed);
+    let sock = UnixStream::from(ctl);
+    let frame = match fdpass::recv_frame(&sock, wire::MAX_FRAME) {
+        Ok(Some(f)) => f,
+        // The parent went away before saying what to run.
+        Ok(None) => end(entry, EXIT_BOOT),
+        Err(e) => {
+            eprintln!("aiop: a spawned child could not read its start message: {e}");
+            end(entry, EXIT_BOOT)
+        }
+    };
+    let (start, rest) = match postcard::take_from_bytes::<Start>(&frame.payload) {
+        Ok(v) => v,
+        Err(e) => fail(
+            &sock,
+            entry,
+            format!("the child could not decode its start message: {e}"),
+        ),
+    };
+    if start.protocol != wire::PROTOCOL {
+        fail(
+            &sock,
+            entry,
+            format!(
+                "protocol mismatch: parent {}, child {}",
+                start.protocol,
+                wire::PROTOCOL
+            ),
+        );
+    }
+    let image = match entry {
+        Entry::Exec => match SameImage::check(&start.exe) {
+            Ok(image) => image,
+            Err(m) => fail(&sock, entry, m),
+        },
+        Entry::Forked => SameImage::forked(),
+    };
+    set_identity(
+        ProcessInfo::new(start.name.clone(), 0, start.daemon, start.ident.clone()),
+        ProcessInfo::new(
+            start.parent_name.clone(),
+            start.parent_pid,
+            false,
+            start.parent_ident.clone(),
+        ),
+    );
+    if start.role == Role::ForkServer {
+        forkserver::serve(sock)
+    }
+    if start.daemon {
+        match proc::kill_self_on_hangup(&sock) {
+            Ok(true) => {}
+            // The parent is already gone: a daemon child ends with it.
+            Ok(false) => end(entry, EXIT_BOOT),
+            Err(e) => fail(
+                &sock,
+                entry,
+                format!("the child could not watch its parent: {e}"),
+            ),
+        }
+    }
+    let init_len = start.init.map_or(0, |c| c.args_len as usize);
+    let call_len = start.call.map_or(0, |c| c.args_len as usize);
+    if init_len.checked_add(call_len) != Some(rest.len()) {
+        fail(
+            &sock,
+            entry,
+            "the start message's argument lengths do not add up".into(),
+        );
+    }
+    let (init_args, call_args) = rest.split_at(init_len);
+    let mut inbound = Inbound::new(frame.fds);
+    if let Some(init) = start.init {
+        let (outcome, inb) =
+            call::invoke(&image, init.trampoline, init.function, init_args, inbound);
+        inbound = inb;
+        match outcome {
+            Outcome::Returned(..) => {}
+            Outcome::Panicked(m) => reply(
+                &sock,
+                entry,
+                start.daemon,
+                Outcome::Panicked(format!("the initializer panicked: {m}")),
+            ),
+            Outcome::Failed(m) => reply(
+                &sock,
+                entry,
+                start.daemon,
+                Outcome::Failed(format!("initializer: {m}")),
+            ),
+        }
+    }
+    let Some(c) = start.call else {
+        fail(&sock, entry, "the start message names no function".into())
+    };
+    let (outcome, _inbound) = call::invoke(&image, c.trampoline, c.function, call_args, inbound);
+    reply(&sock, entry, start.daemon, outcome)
+}
+
+fn fail(sock: &UnixStream, entry: Entry, msg: String) -> ! {
+    reply(sock, entry, false, Outcome::Failed(msg))
+}
+
+fn reply(sock: &UnixStream, entry: Entry, daemon: bool, outcome: Outcome) -> ! {
+    if daemon {
+        // Write-space wake-ups would raise the hang-up signal too.
+        let _ = proc::disarm_hangup(sock);
+    }
+    let (tag, body, code, out) = match outcome {
+        Outcome::Returned(bytes, out) => (wire::REPLY_OK, bytes, 0, Some(out)),
+        Outcome::Panicked(m) => (wire::REPLY_PANIC, m.into_bytes(), EXIT_FAILED, None),
+        Outcome::Failed(m) => (wire::REPLY_FAILED, m.into_bytes(), EXIT_FAILED, None),
+    };
+    let fds = out.as_ref().map(|o| o.fds()).unwrap_or_default();
+    if let Err(e) = fdpass::send_frame(sock, &[&[tag], &body], &fds) {
+        // The parent is gone or the reply cannot be framed; nothing to tell.
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("aiop: a child could not send its result: {e}");
+        }
+    }
+    drop(fds);
+    end(entry, code)
+}

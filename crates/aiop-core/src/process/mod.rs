@@ -1,0 +1,1041 @@
+//! Processes: start a function in a child process, with serde arguments and a
+//! typed result, under one of three start methods.
+//!
+//! ```no_run
+//! use aiop_core::process::Process;
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> Result<(), aiop_core::process::ProcessError> {
+//!     aiop_core::init(); // a spawned child takes over here
+//!     let mut p = Process::spawn(square, 12)?;
+//!     assert_eq!(p.join()?, 144);
+//!     assert_eq!(p.exitcode(), Some(0));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Start methods
+//!
+//! * [`StartMethod::SPAWN`] (the default) re-executes the program
+//!   (`/proc/self/exe`). The child is recognised by [`init`](crate::init) at
+//!   the top of `main` (or by [`test_support!`](crate::test_support) in test
+//!   binaries), which reads the function to run, as an offset from an anchor
+//!   function in the same executable, and its arguments from a control
+//!   socket that the child received as its stdin.
+//! * [`StartMethod::FORK_SERVER`] asks a fork server, a re-executed copy of
+//!   the program started once per process, to fork a child. The server is
+//!   single-threaded and small, so this is the fast path.
+//! * [`StartMethod::fork`] forks the calling process itself. It is an
+//!   `unsafe` opt-in, and refused while the process has more than one thread.
+//!
+//! # Lifetimes
+//!
+//! A child's control socket is its lifeline: a *daemon* child is killed by
+//! the kernel (`SIGKILL`, through `O_ASYNC` on that socket) as soon as its
+//! parent's end closes, also when the parent is `SIGKILL`ed. Children are
+//! reaped by [`Process::join`], [`Process::is_alive`] and friends once they
+//! have ended; a `Process` dropped while its child runs keeps the child's
+//! control socket open (so a daemon lives on with its parent) and the child is
+//! reaped by a later spawn or [`active_children`], as in Python.
+//!
+//! # Relationship with Python
+//!
+//! | Python | aiop |
+//! |---|---|
+//! | `Process(target=f, args=(x,)).start()` | `Process::spawn(f, x)` |
+//! | `Process(name=.., daemon=True)` | `Process::builder().name(..).daemon(true).spawn(f, x)` |
+//! | `p.join()`, `p.join(timeout)` | [`Process::join`] (returns `f`'s result), [`Process::join_timeout`] |
+//! | `p.exitcode`, `p.is_alive()` | [`Process::exitcode`], [`Process::is_alive`] |
+//! | `p.terminate()`, `p.kill()`, `p.close()` | [`Process::terminate`], [`Process::kill`], [`Process::close`] |
+//! | `p.sentinel` | [`Process::sentinel`] (a pidfd) |
+//! | `set_start_method('forkserver')` | [`set_start_method`]`(StartMethod::FORK_SERVER)` |
+//! | `current_process()`, `parent_process()` | [`current_process`], [`parent_process`] |
+//! | `active_children()`, `cpu_count()` | [`active_children`], [`cpu_count`] |
+
+mod child;
+mod forkserver;
+mod reap;
+mod registry;
+pub(crate) mod wire;
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, Signal};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[doc(hidden)]
+pub use child::__enable_test_mode;
+pub use child::init;
+
+use crate::sys::call;
+use crate::sys::fdpass::{self, Frame};
+use crate::transfer::{self, Inbound, Outbound};
+use reap::{Exit, Reaper};
+use wire::{Call, ExeId, Role, Start};
+
+// ---------------------------------------------------------------------------
+// Start methods
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Method {
+    Spawn,
+    ForkServer,
+    Fork,
+}
+
+/// How a child process is started. See the [module docs](self#start-methods).
+///
+/// `SPAWN` and `FORK_SERVER` are constants; the fork method is only
+/// available through the `unsafe` [`StartMethod::fork`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StartMethod(Method);
+
+impl StartMethod {
+    /// Re-execute the program (the default).
+    pub const SPAWN: StartMethod = StartMethod(Method::Spawn);
+    /// Fork from a small single-threaded fork server started on first use.
+    pub const FORK_SERVER: StartMethod = StartMethod(Method::ForkServer);
+
+    /// Fork the calling process.
+    ///
+    /// Spawning with this method is refused ([`ProcessError::ForkRefused`])
+    /// while the process has more than one thread.
+    ///
+    /// # Safety
+    ///
+    /// The child is a copy of the parent's memory with only the calling
+    /// thread. The caller asserts that nothing the child function uses
+    /// depends on state that a copy breaks: an async runtime or thread pool
+    /// started in the parent (its threads do not exist in the child),
+    /// descriptors whose peer counts on a single reader, random generators
+    /// that must not repeat. Prefer `SPAWN` or `FORK_SERVER`.
+    #[allow(unsafe_code)] // an unsafe marker only: the body does nothing unsafe
+    pub const unsafe fn fork() -> StartMethod {
+        StartMethod(Method::Fork)
+    }
+
+    /// Python's name for the method: `"spawn"`, `"forkserver"` or `"fork"`.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Method::Spawn => "spawn",
+            Method::ForkServer => "forkserver",
+            Method::Fork => "fork",
+        }
+    }
+}
+
+impl Default for StartMethod {
+    fn default() -> Self {
+        StartMethod::SPAWN
+    }
+}
+
+impl fmt::Display for StartMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error of parsing a [`StartMethod`] from a name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseStartMethodError {
+    name: String,
+}
+
+impl fmt::Display for ParseStartMethodError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.name == "fork" {
+            write!(
+                f,
+                "the fork start method is an unsafe opt-in: use `unsafe {{ StartMethod::fork() }}`"
+            )
+        } else {
+            write!(
+                f,
+                "unknown start method {:?} (expected \"spawn\" or \"forkserver\")",
+                self.name
+            )
+        }
+    }
+}
+
+impl std::error::Error for ParseStartMethodError {}
+
+impl FromStr for StartMethod {
+    type Err = ParseStartMethodError;
+
+    /// Parses `"spawn"` or `"forkserver"`. `"fork"` is refused: it needs
+    /// the `unsafe` [`StartMethod::fork`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "spawn" => Ok(StartMethod::SPAWN),
+            "forkserver" => Ok(StartMethod::FORK_SERVER),
+            _ => Err(ParseStartMethodError {
+                name: s.to_string(),
+            }),
+        }
+    }
+}
+
+static DEFAULT_METHOD: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the start method used by spawns that do not choose one.
+pub fn set_start_method(method: StartMethod) {
+    let v = match method.0 {
+        Method::Spawn => 0,
+        Method::ForkServer => 1,
+        Method::Fork => 2,
+    };
+    DEFAULT_METHOD.store(v, Ordering::Relaxed);
+}
+
+/// The start method used by spawns that do not choose one.
+pub fn start_method() -> StartMethod {
+    match DEFAULT_METHOD.load(Ordering::Relaxed) {
+        1 => StartMethod::FORK_SERVER,
+        2 => StartMethod(Method::Fork),
+        _ => StartMethod::SPAWN,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+/// Why a process could not be started, or did not return a result.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// An operating-system error while starting or talking to the child.
+    Io(io::Error),
+    /// The arguments (or the initializer's) could not be serialized.
+    Encode(String),
+    /// The function panicked in the child; this is the panic message.
+    Panicked(String),
+    /// The child could not run the function (its arguments did not
+    /// deserialize, its result did not serialize, the executable changed).
+    Failed(String),
+    /// The child exited with this code without returning a result.
+    Exited(i32),
+    /// A signal (this number) ended the child before it returned a result.
+    Signaled(i32),
+    /// `join_timeout` expired; the child is still running and can be joined again.
+    Timeout,
+    /// The result was already taken by an earlier `join`.
+    AlreadyJoined,
+    /// The handle was closed with [`Process::close`].
+    Closed,
+    /// [`Process::close`] was called while the child was still running.
+    StillRunning,
+    /// The fork start method was requested in a process with more than one thread.
+    ForkRefused {
+        /// The number of threads the process had.
+        threads: usize,
+    },
+}
+
+impl ProcessError {
+    /// The panic message, if the child panicked.
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            ProcessError::Panicked(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The signal that ended the child, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self {
+            ProcessError::Signaled(s) => Some(*s),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a `join_timeout` expiry.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ProcessError::Timeout)
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+impl fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProcessError::Io(e) => write!(f, "process i/o failed: {e}"),
+            ProcessError::Encode(m) => write!(f, "could not serialize the arguments: {m}"),
+            ProcessError::Panicked(m) => write!(f, "the child panicked: {m}"),
+            ProcessError::Failed(m) => f.write_str(m),
+            ProcessError::Exited(c) => write!(
+                f,
+                "the child exited with code {c} before returning a result (a program that spawns must call aiop::init() first thing in main, and a test crate needs aiop::test_support!())"
+            ),
+            ProcessError::Signaled(s) => {
+                write!(f, "the child was ended by signal {s} ({})", signal_name(*s))
+            }
+            ProcessError::Timeout => f.write_str("timed out waiting for the child"),
+            ProcessError::AlreadyJoined => {
+                f.write_str("the child's result was already taken by an earlier join")
+            }
+            ProcessError::Closed => f.write_str("the process handle is closed"),
+            ProcessError::StillRunning => f.write_str("the child is still running"),
+            ProcessError::ForkRefused { threads } => write!(
+                f,
+                "the fork start method is refused: this process has {threads} threads, and a forked child would inherit locks held by threads that do not exist in it (use spawn or forkserver)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ProcessError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProcessError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for ProcessError {
+    fn from(e: io::Error) -> Self {
+        ProcessError::Io(e)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Process identity
+
+/// Who a process is: its name, pid, daemon flag and identity (its position in
+/// the tree of processes started by aiop, as Python's `_identity`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    name: String,
+    pid: u32,
+    daemon: bool,
+    ident: Vec<u32>,
+}
+
+impl ProcessInfo {
+    fn new(name: String, pid: u32, daemon: bool, ident: Vec<u32>) -> ProcessInfo {
+        ProcessInfo {
+            name,
+            pid,
+            daemon,
+            ident,
+        }
+    }
+
+    /// The process's name (`MainProcess`, `Process-1`, `Process-1:2`, or a chosen one).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether the process is a daemon (ends when its parent ends).
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// The position in the process tree: empty for the main process, `[1]`
+    /// for its first child, `[1, 2]` for that child's second child.
+    pub fn ident(&self) -> &[u32] {
+        &self.ident
+    }
+}
+
+struct Identity {
+    me: ProcessInfo,
+    parent: Option<ProcessInfo>,
+}
+
+static IDENTITY: Mutex<Option<Identity>> = Mutex::new(None);
+
+fn set_identity(me: ProcessInfo, parent: ProcessInfo) {
+    *IDENTITY.lock().unwrap_or_else(|e| e.into_inner()) = Some(Identity {
+        me,
+        parent: Some(parent),
+    });
+}
+
+/// The current process.
+pub fn current_process() -> ProcessInfo {
+    let guard = IDENTITY.lock().unwrap_or_else(|e| e.into_inner());
+    let mut me = guard
+        .as_ref()
+        .map(|i| i.me.clone())
+        .unwrap_or_else(|| ProcessInfo::new("MainProcess".into(), 0, false, Vec::new()));
+    me.pid = std::process::id();
+    me
+}
+
+/// The process that started this one, or `None` in the main process.
+pub fn parent_process() -> Option<ProcessInfo> {
+    IDENTITY
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|i| i.parent.clone())
+}
+
+/// The children of this process that are still running; reaps those that
+/// ended after their `Process` handle was dropped.
+pub fn active_children() -> Vec<ProcessInfo> {
+    registry::active()
+}
+
+/// The number of CPUs this process may run on (`sched_getaffinity` and cgroup
+/// quotas considered), at least 1.
+pub fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+// ---------------------------------------------------------------------------
+// Starting
+
+type InitEncoder = Arc<dyn Fn(&mut Vec<u8>, &mut Outbound) -> io::Result<()> + Send + Sync>;
+
+#[derive(Clone)]
+struct Initializer {
+    trampoline: i64,
+    function: i64,
+    encode: InitEncoder,
+}
+
+/// Options for starting a process: name, daemon flag, start method and an
+/// initializer.
+///
+/// ```no_run
+/// use aiop_core::process::{Process, StartMethod};
+///
+/// fn setup(level: u8) { /* configure logging in the child */ }
+/// fn work(n: u32) -> u32 { n + 1 }
+///
+/// let mut p = Process::builder()
+///     .name("worker")
+///     .daemon(true)
+///     .start_method(StartMethod::FORK_SERVER)
+///     .initializer(setup, 3)
+///     .spawn(work, 41)?;
+/// assert_eq!(p.join()?, 42);
+/// # Ok::<(), aiop_core::process::ProcessError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Builder {
+    name: Option<String>,
+    daemon: bool,
+    method: Option<StartMethod>,
+    init: Option<Initializer>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("method", &self.method)
+            .field("initializer", &self.init.is_some())
+            .finish()
+    }
+}
+
+impl Builder {
+    /// Default options: a generated name, not a daemon, the global start method.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the child (default: `Process-N`, numbered per parent).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Makes the child a daemon: it is killed as soon as its parent ends,
+    /// however the parent ends.
+    pub fn daemon(mut self, daemon: bool) -> Builder {
+        self.daemon = daemon;
+        self
+    }
+
+    /// Chooses the start method for this child (default: [`start_method()`]).
+    pub fn start_method(mut self, method: StartMethod) -> Builder {
+        self.method = Some(method);
+        self
+    }
+
+    /// Runs `f(args)` in the child before the main function. If it panics,
+    /// the main function does not run and `join` reports the panic.
+    pub fn initializer<I>(mut self, f: fn(I), args: I) -> Builder
+    where
+        I: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let (trampoline, function) = call::offsets(f);
+        let args = Arc::new(args);
+        self.init = Some(Initializer {
+            trampoline,
+            function,
+            encode: Arc::new(move |buf, out| transfer::encode(&*args, buf, out)),
+        });
+        self
+    }
+
+    /// Starts `f(args)` in a new process.
+    ///
+    /// `f` is a function or a closure that captures nothing; its arguments
+    /// and result cross the process boundary with serde (postcard), and
+    /// aiop handles among them take their descriptors along.
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::Encode`] when the arguments do not serialize (nothing
+    /// is started), [`ProcessError::ForkRefused`] for the fork method in a
+    /// multi-threaded process, [`ProcessError::Io`] when the system refuses,
+    /// and [`ProcessError::Failed`] when this process is itself a spawned
+    /// child that skipped [`init`](crate::init).
+    pub fn spawn<A, R>(&self, f: fn(A) -> R, args: A) -> Result<Process<R>, ProcessError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        registry::reap_detached();
+        if std::env::var_os(child::ENV_CHILD).is_some() {
+            return Err(ProcessError::Failed(
+                "this process was started by aiop but never called aiop::init() (call it first thing in main, or use aiop::test_support!() in tests); refusing to spawn".into(),
+            ));
+        }
+        let method = self.method.unwrap_or_else(start_method);
+        // Encode everything first: a failure here starts nothing.
+        let mut out = Outbound::default();
+        let mut init_args = Vec::new();
+        let init = match &self.init {
+            Some(i) => {
+                (i.encode)(&mut init_args, &mut out)
+                    .map_err(|e| ProcessError::Encode(format!("initializer: {e}")))?;
+                Some(Call {
+                    trampoline: i.trampoline,
+                    function: i.function,
+                    args_len: init_args.len() as u64,
+                })
+            }
+            None => None,
+        };
+        let mut call_args = Vec::new();
+        transfer::encode(&args, &mut call_args, &mut out)
+            .map_err(|e| ProcessError::Encode(e.to_string()))?;
+        drop(args);
+        let (trampoline, function) = call::offsets(f);
+        let call = Call {
+            trampoline,
+            function,
+            args_len: call_args.len() as u64,
+        };
+
+        let me = current_process();
+        let mut ident = me.ident.clone();
+        ident.push(registry::next_number());
+        let name = self.name.clone().unwrap_or_else(|| {
+            let parts: Vec<String> = ident.iter().map(u32::to_string).collect();
+            format!("Process-{}", parts.join(":"))
+        });
+
+        let (pid, pidfd, ctl, reaper) = match method.0 {
+            Method::Spawn => {
+                let (pid, pidfd, ctl) = exec_child()?;
+                (pid, pidfd, ctl, Reaper::Direct)
+            }
+            Method::ForkServer => {
+                let (ctl, theirs) = UnixStream::pair()?;
+                let (pid, pidfd, status) = forkserver::request(OwnedFd::from(theirs))?;
+                (pid, pidfd, ctl, Reaper::Server(status))
+            }
+            Method::Fork => {
+                let (pid, pidfd, ctl) = fork_child()?;
+                (pid, pidfd, ctl, Reaper::Direct)
+            }
+        };
+        let mut payload = init_args;
+        payload.extend_from_slice(&call_args);
+        drop(call_args);
+        let mut process = Process {
+            info: ProcessInfo::new(name.clone(), pid, self.daemon, ident.clone()),
+            method,
+            pidfd: Arc::new(pidfd),
+            ctl: Some(ctl),
+            reaper,
+            reply: None,
+            exit: None,
+            taken: false,
+            closed: false,
+            _result: PhantomData,
+        };
+        let mut fds = vec![process.ctl.as_ref().map_or(-1, |c| c.as_raw_fd())];
+        if let Reaper::Server(s) = &process.reaper {
+            fds.push(s.as_raw_fd());
+        }
+        registry::add(process.info.clone(), process.pidfd.clone(), fds);
+        let sent = send_start(
+            process.ctl.as_ref().expect("fresh control socket"),
+            Role::Call,
+            name,
+            ident,
+            self.daemon,
+            init,
+            payload_with_call(call, payload, &out),
+        );
+        if let Err(e) = sent {
+            // The child died before reading its start message: report how.
+            return match process.wait(None).and_then(|()| process.result()) {
+                Err(ProcessError::Exited(_) | ProcessError::Signaled(_)) | Ok(_) => Err(e),
+                Err(other) => Err(other),
+            };
+        }
+        drop(out);
+        Ok(process)
+    }
+}
+
+/// Bundles the call and its payload (arguments and descriptors) for `send_start`.
+struct Payload<'a> {
+    call: Call,
+    bytes: Vec<u8>,
+    out: &'a Outbound,
+}
+
+fn payload_with_call(call: Call, bytes: Vec<u8>, out: &Outbound) -> Option<Payload<'_>> {
+    Some(Payload { call, bytes, out })
+}
+
+/// Sends the `Start` frame (header, then the arguments' bytes and descriptors).
+#[allow(clippy::too_many_arguments)]
+fn send_start(
+    ctl: &UnixStream,
+    role: Role,
+    name: String,
+    ident: Vec<u32>,
+    daemon: bool,
+    init: Option<Call>,
+    payload: Option<Payload<'_>>,
+) -> Result<(), ProcessError> {
+    let me = current_process();
+    let start = Start {
+        protocol: wire::PROTOCOL,
+        exe: ExeId::current()?,
+        role,
+        name,
+        ident,
+        daemon,
+        parent_pid: me.pid,
+        parent_name: me.name,
+        parent_ident: me.ident,
+        init,
+        call: payload.as_ref().map(|p| p.call),
+    };
+    let header = postcard::to_allocvec(&start)
+        .map_err(|e| io::Error::other(format!("start header: {e}")))?;
+    let (bytes, fds): (&[u8], Vec<BorrowedFd<'_>>) = payload
+        .as_ref()
+        .map_or((&[], Vec::new()), |p| (&p.bytes, p.out.fds()));
+    fdpass::send_frame(ctl, &[&header, bytes], &fds)?;
+    Ok(())
+}
+
+/// Re-executes this program as a child; returns its pid, pidfd and our end
+/// of its control socket (which the child receives as its stdin).
+fn exec_child() -> io::Result<(u32, OwnedFd, UnixStream)> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let mut cmd = Command::new("/proc/self/exe");
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
+    if let Some(entry) = child::test_entry() {
+        cmd.args([
+            entry.as_str(),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "-q",
+        ]);
+    }
+    cmd.env(child::ENV_CHILD, "1")
+        .stdin(Stdio::from(OwnedFd::from(theirs)));
+    let spawned = cmd.spawn()?;
+    drop(cmd);
+    let pid = spawned.id();
+    // Not waited through `Child`: the pidfd reaps it.
+    drop(spawned);
+    let pidfd = open_pidfd(pid)?;
+    Ok((pid, pidfd, ours))
+}
+
+fn open_pidfd(pid: u32) -> io::Result<OwnedFd> {
+    let p = Pid::from_raw(pid as i32).ok_or_else(|| io::Error::other("invalid child pid"))?;
+    // Race-free: the child is ours (or the fork server's) and not yet reaped,
+    // so its pid cannot have been reused.
+    Ok(rustix::process::pidfd_open(p, PidfdFlags::empty())?)
+}
+
+/// The fork start method: fork this process, after checking it has one thread.
+fn fork_child() -> Result<(u32, OwnedFd, UnixStream), ProcessError> {
+    use crate::sys::proc::{ForkError, Forked};
+    let (ours, theirs) = UnixStream::pair()?;
+    // Descriptors of this process's other children and of its own parent
+    // line, which the forked child must not keep open.
+    let mut extra = forkserver::server_fds();
+    extra.extend(child::own_ctl());
+    extra.push(ours.as_raw_fd());
+    match crate::sys::proc::fork_single_threaded() {
+        Err(ForkError::Threads(threads)) => Err(ProcessError::ForkRefused { threads }),
+        Err(ForkError::Io(e)) => Err(e.into()),
+        Ok(Forked::Child) => {
+            registry::forget_in_forked_child(&extra);
+            forkserver::forget_in_forked_child();
+            std::mem::forget(ours);
+            child::run(OwnedFd::from(theirs), child::Entry::Forked)
+        }
+        Ok(Forked::Parent(pid)) => {
+            drop(theirs);
+            let pidfd = open_pidfd(pid as u32)?;
+            Ok((pid as u32, pidfd, ours))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The handle
+
+enum Reply {
+    Frame(Frame),
+    Missing,
+}
+
+/// A child process running a function whose result is an `R`.
+///
+/// Created by [`Process::spawn`] or [`Builder::spawn`]. See the
+/// [module docs](self) for start methods and lifetimes.
+pub struct Process<R = ()> {
+    info: ProcessInfo,
+    method: StartMethod,
+    pidfd: Arc<OwnedFd>,
+    ctl: Option<UnixStream>,
+    reaper: Reaper,
+    reply: Option<Reply>,
+    exit: Option<Exit>,
+    taken: bool,
+    closed: bool,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.info.name)
+            .field("pid", &self.info.pid)
+            .field("daemon", &self.info.daemon)
+            .field("method", &self.method)
+            .field("exit", &self.exit)
+            .finish()
+    }
+}
+
+impl Process<()> {
+    /// Options for a new process.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+}
+
+impl<R: Serialize + DeserializeOwned> Process<R> {
+    /// Starts `f(args)` in a new process with default options.
+    ///
+    /// See [`Builder::spawn`].
+    pub fn spawn<A>(f: fn(A) -> R, args: A) -> Result<Process<R>, ProcessError>
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        Builder::new().spawn(f, args)
+    }
+}
+
+impl<R: DeserializeOwned> Process<R> {
+    /// The child's name.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.info.pid
+    }
+
+    /// Whether the child is a daemon.
+    pub fn daemon(&self) -> bool {
+        self.info.daemon
+    }
+
+    /// The start method the child was started with.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// The child's identity as [`ProcessInfo`].
+    pub fn info(&self) -> &ProcessInfo {
+        &self.info
+    }
+
+    /// A descriptor (a pidfd) that becomes readable when the child ends, for
+    /// `poll`, `epoll` or `connection::wait` (Python's `sentinel`).
+    pub fn sentinel(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// Whether the child is still running (reaps it if it has ended).
+    pub fn is_alive(&mut self) -> bool {
+        if self.exit.is_none() && reap::pidfd_exited(&self.pidfd) {
+            self.collect_exit();
+        }
+        self.exit.is_none()
+    }
+
+    /// Python's `exitcode`: `None` while running, the exit code once exited,
+    /// or minus the signal number if a signal ended it.
+    pub fn exitcode(&mut self) -> Option<i32> {
+        self.is_alive();
+        match self.exit? {
+            Exit::Code(c) => Some(c),
+            Exit::Signal(s) => Some(-s),
+            Exit::Lost => None,
+        }
+    }
+
+    /// The exit status as `std` reports it, once the child has ended.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        self.is_alive();
+        match self.exit? {
+            Exit::Code(c) => Some(ExitStatus::from_raw((c & 0xff) << 8)),
+            Exit::Signal(s) => Some(ExitStatus::from_raw(s & 0x7f)),
+            Exit::Lost => None,
+        }
+    }
+
+    /// Waits for the child to end and returns its function's result.
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::Panicked`] with the panic message, [`ProcessError::Signaled`]
+    /// if a signal ended the child, [`ProcessError::Exited`] if it exited
+    /// without a result, [`ProcessError::Failed`] if it could not run the
+    /// function, [`ProcessError::AlreadyJoined`] on a second join.
+    pub fn join(&mut self) -> Result<R, ProcessError> {
+        self.usable()?;
+        self.wait(None)?;
+        self.result()
+    }
+
+    /// [`join`](Self::join), giving up after `timeout` with
+    /// [`ProcessError::Timeout`]; the child can then be joined again.
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ProcessError> {
+        self.usable()?;
+        self.wait(Instant::now().checked_add(timeout))?;
+        self.result()
+    }
+
+    /// Sends `SIGTERM` (Python's `terminate`). Does nothing if the child has ended.
+    pub fn terminate(&self) -> io::Result<()> {
+        self.signal(Signal::TERM)
+    }
+
+    /// Sends `SIGKILL` (Python's `kill`). Does nothing if the child has ended.
+    pub fn kill(&self) -> io::Result<()> {
+        self.signal(Signal::KILL)
+    }
+
+    fn signal(&self, sig: Signal) -> io::Result<()> {
+        match rustix::process::pidfd_send_signal(&*self.pidfd, sig) {
+            // Already ended (and reaped): as in Python, nothing to do.
+            Ok(()) | Err(Errno::SRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Releases the handle's resources; an error while the child is running.
+    /// Afterwards `join` reports [`ProcessError::Closed`].
+    pub fn close(&mut self) -> Result<(), ProcessError> {
+        if self.closed {
+            return Ok(());
+        }
+        if self.is_alive() {
+            return Err(ProcessError::StillRunning);
+        }
+        self.ctl = None;
+        self.reply = None;
+        self.closed = true;
+        registry::remove(self.info.pid);
+        Ok(())
+    }
+
+    fn usable(&self) -> Result<(), ProcessError> {
+        if self.closed {
+            Err(ProcessError::Closed)
+        } else if self.taken {
+            Err(ProcessError::AlreadyJoined)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Reads the reply frame, if a complete one is there; blocking only while
+    /// the child lives (it writes its whole reply before exiting).
+    fn read_reply(&mut self, blocking: bool) {
+        if self.reply.is_some() {
+            return;
+        }
+        let Some(ctl) = &self.ctl else {
+            self.reply = Some(Reply::Missing);
+            return;
+        };
+        let _ = ctl.set_nonblocking(!blocking);
+        self.reply = Some(match fdpass::recv_frame(ctl, wire::MAX_FRAME) {
+            Ok(Some(frame)) => Reply::Frame(frame),
+            // End of stream, a cut-off reply, or garbage: no result.
+            Ok(None) | Err(_) => Reply::Missing,
+        });
+    }
+
+    fn collect_exit(&mut self) {
+        if self.exit.is_some() {
+            return;
+        }
+        self.exit = Some(self.reaper.reap(&self.pidfd).unwrap_or(Exit::Lost));
+        // Every byte the child wrote is in our socket buffer now.
+        self.read_reply(false);
+    }
+
+    /// Waits until the child has ended and its reply (if any) is read.
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<(), ProcessError> {
+        while self.exit.is_none() {
+            let want_reply = self.reply.is_none() && self.ctl.is_some();
+            let (ctl_ready, exited) = {
+                let mut fds = vec![PollFd::new(&*self.pidfd, PollFlags::IN)];
+                if want_reply {
+                    fds.push(PollFd::new(
+                        self.ctl.as_ref().expect("checked"),
+                        PollFlags::IN,
+                    ));
+                }
+                if reap::poll(&mut fds, deadline)? == 0 {
+                    return Err(ProcessError::Timeout);
+                }
+                (
+                    fds.get(1).is_some_and(|p| !p.revents().is_empty()),
+                    !fds[0].revents().is_empty(),
+                )
+            };
+            if ctl_ready {
+                self.read_reply(true);
+            }
+            if exited {
+                self.collect_exit();
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns the reply and exit status into the result (once).
+    fn result(&mut self) -> Result<R, ProcessError> {
+        self.taken = true;
+        match self.reply.take() {
+            Some(Reply::Frame(frame)) => {
+                let (tag, body) = frame
+                    .payload
+                    .split_first()
+                    .map_or((u8::MAX, &[][..]), |(t, b)| (*t, b));
+                match tag {
+                    wire::REPLY_OK => {
+                        let (r, _) = transfer::decode::<R>(body, Inbound::new(frame.fds));
+                        r.map_err(|e| {
+                            ProcessError::Failed(format!(
+                                "could not decode the child's result: {e}"
+                            ))
+                        })
+                    }
+                    wire::REPLY_PANIC => Err(ProcessError::Panicked(
+                        String::from_utf8_lossy(body).into_owned(),
+                    )),
+                    wire::REPLY_FAILED => Err(ProcessError::Failed(
+                        String::from_utf8_lossy(body).into_owned(),
+                    )),
+                    _ => Err(ProcessError::Failed(
+                        "the child sent a malformed reply".into(),
+                    )),
+                }
+            }
+            _ => match self.exit {
+                Some(Exit::Signal(s)) => Err(ProcessError::Signaled(s)),
+                Some(Exit::Code(c)) => Err(ProcessError::Exited(c)),
+                _ => Err(ProcessError::Failed(
+                    "the child ended, and its exit status was lost with the fork server".into(),
+                )),
+            },
+        }
+    }
+}
+
+impl<R> Drop for Process<R> {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        if self.exit.is_none() && !reap::pidfd_exited(&self.pidfd) {
+            // Still running: keep its line open (a daemon lives as long as
+            // its parent) and reap it later.
+            let reaper = std::mem::replace(&mut self.reaper, Reaper::Direct);
+            registry::detach(
+                self.info.pid,
+                registry::Detached {
+                    _ctl: self.ctl.take(),
+                    reaper,
+                },
+            );
+            return;
+        }
+        if self.exit.is_none() {
+            let _ = self.reaper.reap(&self.pidfd);
+        }
+        registry::remove(self.info.pid);
+    }
+}

@@ -1,0 +1,119 @@
+//! Waiting for a child to end and collecting its exit status.
+//!
+//! Every child has a pidfd: it becomes readable when the child ends, and
+//! signals sent through it can never reach a recycled pid. A child of this
+//! process (Spawn, Fork) is reaped with `waitid(P_PIDFD)`. A child of the
+//! fork server is the server's to reap; the server sends its status on a
+//! per-child status socket.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::process::{WaitId, WaitIdOptions};
+
+use crate::sys::fdpass;
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal ended it.
+    Signal(i32),
+    /// It ended, but the fork server that could tell how is gone.
+    Lost,
+}
+
+impl Exit {
+    pub(crate) fn to_wire(self) -> [u8; 5] {
+        let (k, v) = match self {
+            Exit::Code(c) => (0u8, c),
+            Exit::Signal(s) => (1, s),
+            Exit::Lost => (2, 0),
+        };
+        let mut b = [k, 0, 0, 0, 0];
+        b[1..].copy_from_slice(&v.to_le_bytes());
+        b
+    }
+
+    fn from_wire(b: &[u8]) -> Exit {
+        match b {
+            [0, v @ ..] if v.len() == 4 => Exit::Code(i32::from_le_bytes(v.try_into().expect("4"))),
+            [1, v @ ..] if v.len() == 4 => {
+                Exit::Signal(i32::from_le_bytes(v.try_into().expect("4")))
+            }
+            _ => Exit::Lost,
+        }
+    }
+}
+
+/// Who collects the exit status.
+#[derive(Debug)]
+pub(crate) enum Reaper {
+    /// This process is the parent.
+    Direct,
+    /// The fork server is the parent and reports on this socket.
+    Server(UnixStream),
+}
+
+impl Reaper {
+    /// Collects the status of a child whose pidfd is readable (it has ended).
+    pub(crate) fn reap(&mut self, pidfd: &OwnedFd) -> io::Result<Exit> {
+        match self {
+            Reaper::Direct => wait_pidfd(pidfd),
+            Reaper::Server(sock) => match fdpass::recv_frame(sock, 64) {
+                Ok(Some(f)) => Ok(Exit::from_wire(&f.payload)),
+                Ok(None) => Ok(Exit::Lost),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Exit::Lost),
+                Err(e) => Err(e),
+            },
+        }
+    }
+}
+
+/// `waitid(P_PIDFD, WEXITED)` on a child of this process.
+pub(crate) fn wait_pidfd(pidfd: &OwnedFd) -> io::Result<Exit> {
+    loop {
+        match rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
+            Ok(Some(st)) => {
+                return Ok(if let Some(sig) = st.terminating_signal() {
+                    Exit::Signal(sig)
+                } else {
+                    Exit::Code(st.exit_status().unwrap_or(0))
+                });
+            }
+            Ok(None) => continue,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether the process behind `pidfd` has ended (without waiting).
+pub(crate) fn pidfd_exited(pidfd: &OwnedFd) -> bool {
+    let mut p = [PollFd::new(pidfd, PollFlags::IN)];
+    matches!(poll(&mut p, Some(Instant::now())), Ok(n) if n > 0)
+}
+
+/// `poll(2)` until `deadline` (`None`: forever), retrying `EINTR`.
+/// Returns the number of ready descriptors; 0 means the deadline passed.
+pub(crate) fn poll(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> io::Result<usize> {
+    loop {
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            rustix::time::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            }
+        });
+        match rustix::event::poll(fds, ts.as_ref()) {
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

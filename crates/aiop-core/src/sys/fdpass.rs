@@ -1,0 +1,171 @@
+//! Length-prefixed frames with descriptors attached (`SCM_RIGHTS`).
+//!
+//! A frame on a Unix stream socket is an 8-byte header, the little-endian
+//! `u32` payload length followed by the little-endian `u32` count of
+//! descriptors, and then the payload. The descriptors ride on the header: the
+//! sender passes them to the `sendmsg` call that writes the header, and the
+//! receiver reads exactly the header with `recvmsg`, which is where the kernel
+//! hands them over (a stream read stops at the first segment that carries
+//! descriptors). Received descriptors are `CLOEXEC` (`MSG_CMSG_CLOEXEC`).
+//!
+//! Every length is checked against the caller's maximum before anything is
+//! allocated, and every malformed header is `InvalidData`.
+
+use std::io::{self, IoSlice, IoSliceMut, Read};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use rustix::io::Errno;
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+
+/// The most descriptors one frame can carry (the kernel's `SCM_MAX_FD`).
+pub const MAX_FDS: usize = 253;
+
+/// The header of a frame: payload length and descriptor count.
+const HEADER: usize = 8;
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+/// Writes all of `buf` with `MSG_NOSIGNAL`, so a vanished peer is `EPIPE`, not a signal.
+fn send_all(sock: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::net::send(sock, buf, SendFlags::NOSIGNAL) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Sends one frame: `parts` concatenated form the payload, `fds` ride along.
+///
+/// # Errors
+///
+/// `InvalidInput` when the payload exceeds `u32::MAX` bytes or more than
+/// [`MAX_FDS`] descriptors are given; the socket's error otherwise (`EPIPE`
+/// when the peer is gone).
+pub fn send_frame(sock: &UnixStream, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let len = u32::try_from(total).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("frame of {total} bytes is too large"),
+        )
+    })?;
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a frame carries at most {MAX_FDS} descriptors, got {}",
+                fds.len()
+            ),
+        ));
+    }
+    let mut header = [0u8; HEADER];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..].copy_from_slice(&(fds.len() as u32).to_le_bytes());
+
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("descriptor control buffer too small"));
+    }
+    // The header goes out alone in the sendmsg that carries the descriptors.
+    let sent = loop {
+        match rustix::net::sendmsg(
+            sock.as_fd(),
+            &[IoSlice::new(&header)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
+            Ok(n) => break n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    send_all(sock.as_fd(), &header[sent..])?;
+    for part in parts {
+        send_all(sock.as_fd(), part)?;
+    }
+    Ok(())
+}
+
+/// One received frame.
+#[derive(Debug)]
+pub struct Frame {
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// The descriptors that came with it, in the order they were sent.
+    pub fds: Vec<OwnedFd>,
+}
+
+/// Receives one frame; `Ok(None)` is a clean end of stream before a frame began.
+///
+/// # Errors
+///
+/// `InvalidData` when the length exceeds `max_len` (checked before any
+/// allocation), when the descriptor count disagrees with what arrived, or when
+/// descriptors were truncated; `UnexpectedEof` when the stream ends inside a
+/// frame.
+pub fn recv_frame(sock: &UnixStream, max_len: usize) -> io::Result<Option<Frame>> {
+    let mut header = [0u8; HEADER];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let msg = loop {
+        match rustix::net::recvmsg(
+            sock.as_fd(),
+            &mut [IoSliceMut::new(&mut header)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(m) => break m,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut fds = Vec::new();
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = m {
+            fds.extend(rights);
+        }
+    }
+    if msg.bytes == 0 {
+        return if fds.is_empty() {
+            Ok(None)
+        } else {
+            Err(invalid("descriptors without a frame".into()))
+        };
+    }
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(invalid(
+            "descriptors were truncated (more than the frame limit)".into(),
+        ));
+    }
+    if msg.bytes < HEADER {
+        (&*sock).read_exact(&mut header[msg.bytes..])?;
+    }
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let nfds = u32::from_le_bytes(header[4..].try_into().expect("4 bytes")) as usize;
+    if len > max_len {
+        return Err(invalid(format!(
+            "frame of {len} bytes exceeds the limit of {max_len}"
+        )));
+    }
+    if nfds != fds.len() {
+        return Err(invalid(format!(
+            "frame announced {nfds} descriptors but {} arrived",
+            fds.len()
+        )));
+    }
+    let mut payload = vec![0u8; len];
+    (&*sock).read_exact(&mut payload)?;
+    Ok(Some(Frame { payload, fds }))
+}

@@ -1,0 +1,49 @@
+//! aiop: Python's `multiprocessing` for Rust, blocking and async.
+//!
+//! Cross-process locks, events, queues, pipes, processes, pools and managers,
+//! built on futexes in shared memory and on Unix sockets, each with a
+//! blocking API and an async one that runs on any executor.
+//!
+//! This facade holds documentation and re-exports only: the blocking core is
+//! [`aiop_core`], the async layer [`aiop_async`].
+//!
+//! # Getting started
+//!
+//! A program that starts processes calls [`init`] first thing in `main`:
+//! with the default start method a child re-executes the program, and
+//! `init` is where the child takes over.
+//!
+//! ```no_run
+//! use aiop::process::Process;
+//!
+//! fn add((a, b): (u64, u64)) -> u64 {
+//!     a + b
+//! }
+//!
+//! fn main() -> Result<(), aiop::process::ProcessError> {
+//!     aiop::init();
+//!     let mut child = Process::spawn(add, (40, 2))?;
+//!     println!("{} says {}", child.name(), child.join()?);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Test crates that spawn call [`test_support!`] once at their root.
+//!
+//! # Platform
+//!
+//! Linux 5.16 or later (`futex_waitv`, pidfds), x86_64 or aarch64.
+//!
+//! # Relationship with Python multiprocessing
+//!
+//! | Python | aiop |
+//! |---|---|
+//! | `multiprocessing.Process` | [`process::Process`] |
+//! | `set_start_method` | [`process::set_start_method`] |
+//! | `current_process`, `parent_process`, `active_children`, `cpu_count` | the functions of [`process`] |
+//! | `shared_memory.SharedMemory` (anonymous) | [`shm::Segment`] |
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+pub use aiop_async::{arena, futex, process, shm, transfer};
+pub use aiop_core::{init, test_support};
