@@ -118,7 +118,7 @@ pub(super) fn request(ctl_child: OwnedFd) -> Result<(u32, OwnedFd, UnixStream), 
 }
 
 fn start() -> Result<Server, ProcessError> {
-    let (pid, pidfd, req) = super::exec_child()?;
+    let (_pid, pidfd, req) = super::exec_child()?;
     super::send_start(
         &req,
         super::wire::Role::ForkServer,
@@ -127,6 +127,7 @@ fn start() -> Result<Server, ProcessError> {
         false,
         None,
         None,
+        child::test_entry().is_some(),
     )
     .inspect_err(|_| {
         let _ = wait_pidfd(&pidfd);
@@ -134,10 +135,7 @@ fn start() -> Result<Server, ProcessError> {
     Ok(Server {
         owner: std::process::id(),
         req,
-        pidfd: {
-            let _ = pid;
-            pidfd
-        },
+        pidfd,
     })
 }
 

@@ -616,6 +616,7 @@ impl Builder {
             self.daemon,
             init,
             payload_with_call(call, payload, &out),
+            method == StartMethod::SPAWN && child::test_entry().is_some(),
         );
         if let Err(e) = sent {
             // The child died before reading its start message: report how.
@@ -650,6 +651,7 @@ fn send_start(
     daemon: bool,
     init: Option<Call>,
     payload: Option<Payload<'_>>,
+    stdout_attached: bool,
 ) -> Result<(), ProcessError> {
     let me = current_process();
     let start = Start {
@@ -664,12 +666,17 @@ fn send_start(
         parent_ident: me.ident,
         init,
         call: payload.as_ref().map(|p| p.call),
+        stdout_attached,
     };
     let header = postcard::to_allocvec(&start)
         .map_err(|e| io::Error::other(format!("start header: {e}")))?;
-    let (bytes, fds): (&[u8], Vec<BorrowedFd<'_>>) = payload
+    let (bytes, mut fds): (&[u8], Vec<BorrowedFd<'_>>) = payload
         .as_ref()
         .map_or((&[], Vec::new()), |p| (&p.bytes, p.out.fds()));
+    let stdout = std::io::stdout();
+    if stdout_attached {
+        fds.push(stdout.as_fd());
+    }
     fdpass::send_frame(ctl, &[&header, bytes], &fds)?;
     Ok(())
 }
@@ -678,11 +685,12 @@ fn send_start(
 /// of its control socket (which the child receives as its stdin).
 fn exec_child() -> io::Result<(u32, OwnedFd, UnixStream)> {
     let (ours, theirs) = UnixStream::pair()?;
+    let test_entry = child::test_entry();
     let mut cmd = Command::new("/proc/self/exe");
     if let Some(arg0) = std::env::args_os().next() {
         cmd.arg0(arg0);
     }
-    if let Some(entry) = child::test_entry() {
+    if let Some(entry) = &test_entry {
         cmd.args([
             entry.as_str(),
             "--exact",
@@ -690,6 +698,9 @@ fn exec_child() -> io::Result<(u32, OwnedFd, UnixStream)> {
             "--test-threads=1",
             "-q",
         ]);
+        // The harness prints a banner before its entry runs: send it to
+        // /dev/null; `send_start` hands the child the real stdout.
+        cmd.stdout(Stdio::null());
     }
     cmd.env(child::ENV_CHILD, "1")
         .stdin(Stdio::from(OwnedFd::from(theirs)));
