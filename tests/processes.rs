@@ -508,3 +508,39 @@ fn a_result_that_fails_to_serialize_is_an_error() {
 fn parked(_: ()) {
     park_forever()
 }
+
+#[test]
+fn a_child_fed_a_garbage_start_message_reports_it_and_exits() {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    use std::process::{Command, Stdio};
+    // Start a child by hand, the way the Spawn method does, and lie to it.
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["__aiop_child_entry", "--exact", "--test-threads=1", "-q"])
+        .env("AIOP_CHILD", "1")
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    aiop_core::fdpass::send_frame(&ours, &[&[0xff; 40]], &[]).unwrap();
+    let reply = aiop_core::fdpass::recv_frame(&ours, 1 << 20)
+        .unwrap()
+        .expect("a reply");
+    assert_eq!(reply.payload[0], 2, "a failure reply");
+    let msg = String::from_utf8_lossy(&reply.payload[1..]).into_owned();
+    assert!(msg.contains("could not decode its start message"), "{msg}");
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+
+    // A child whose parent vanishes before saying anything just exits.
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["__aiop_child_entry", "--exact", "--test-threads=1", "-q"])
+        .env("AIOP_CHILD", "1")
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(ours);
+    assert_eq!(child.wait().unwrap().code(), Some(70));
+}

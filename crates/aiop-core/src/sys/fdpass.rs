@@ -169,3 +169,111 @@ pub fn recv_frame(sock: &UnixStream, max_len: usize) -> io::Result<Option<Frame>
     (&*sock).read_exact(&mut payload)?;
     Ok(Some(Frame { payload, fds }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn header(len: u32, nfds: u32) -> [u8; 8] {
+        let mut h = [0u8; 8];
+        h[..4].copy_from_slice(&len.to_le_bytes());
+        h[4..].copy_from_slice(&nfds.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn round_trip_with_descriptors() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let memfd = crate::sys::mem::memfd(4096).unwrap();
+        send_frame(&a, &[b"hello ", b"world"], &[memfd.as_fd(), memfd.as_fd()]).unwrap();
+        send_frame(&a, &[], &[]).unwrap();
+        let f = recv_frame(&b, 1024).unwrap().unwrap();
+        assert_eq!(f.payload, b"hello world");
+        assert_eq!(f.fds.len(), 2);
+        let (_, size) = crate::sys::mem::file_identity(&f.fds[0]).unwrap();
+        assert_eq!(size, 4096);
+        let empty = recv_frame(&b, 1024).unwrap().unwrap();
+        assert!(empty.payload.is_empty() && empty.fds.is_empty());
+        drop(a);
+        assert!(
+            recv_frame(&b, 1024).unwrap().is_none(),
+            "clean end of stream"
+        );
+    }
+
+    #[test]
+    fn oversized_length_is_rejected_before_allocating() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&header(u32::MAX, 0)).unwrap();
+        let e = recv_frame(&b, 1 << 20).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("exceeds the limit"), "{e}");
+    }
+
+    #[test]
+    fn announced_descriptors_that_did_not_arrive_are_invalid() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&header(0, 3)).unwrap();
+        let e = recv_frame(&b, 1024).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(
+            e.to_string()
+                .contains("announced 3 descriptors but 0 arrived"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn truncated_frames_are_unexpected_eof() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&header(100, 0)).unwrap();
+        a.write_all(&[7; 10]).unwrap();
+        drop(a);
+        assert_eq!(
+            recv_frame(&b, 1024).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&[1, 2, 3]).unwrap();
+        drop(a);
+        assert_eq!(
+            recv_frame(&b, 1024).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
+    }
+
+    #[test]
+    fn a_header_split_across_writes_is_reassembled() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let h = header(2, 0);
+        a.write_all(&h[..3]).unwrap();
+        let t = std::thread::spawn(move || {
+            a.write_all(&h[3..]).unwrap();
+            a.write_all(b"ok").unwrap();
+        });
+        assert_eq!(recv_frame(&b, 16).unwrap().unwrap().payload, b"ok");
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn too_many_descriptors_are_refused_by_the_sender() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let fds = vec![a.as_fd(); MAX_FDS + 1];
+        assert_eq!(
+            send_frame(&a, &[], &fds).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[test]
+    fn a_vanished_peer_is_broken_pipe_not_a_signal() {
+        let (a, b) = UnixStream::pair().unwrap();
+        drop(b);
+        assert_eq!(
+            send_frame(&a, &[b"x"], &[]).unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! Segments, arena slots, handle transfer and futexes across real processes.
+
+aiop::test_support!();
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use aiop::arena::Slot;
+use aiop::futex::{self, Timeout, Wake, WakeV};
+use aiop::process::{Process, StartMethod};
+use aiop::shm::Segment;
+use common::{GENEROUS, set_and_wake, wait_nonzero};
+
+const METHODS: [StartMethod; 2] = [StartMethod::SPAWN, StartMethod::FORK_SERVER];
+
+#[test]
+fn a_slot_written_by_a_child_is_read_by_the_parent() {
+    for method in METHODS {
+        let slot = Slot::new().unwrap();
+        let mut p = Process::builder()
+            .start_method(method)
+            .spawn(
+                |s: Slot| s.word(3).store(0xC0FFEE, Ordering::Release),
+                slot.clone(),
+            )
+            .unwrap();
+        p.join().unwrap();
+        assert_eq!(slot.word(3).load(Ordering::Acquire), 0xC0FFEE);
+        // The child's handle and the one in flight are both given back.
+        assert_eq!(slot.ref_count(), 1);
+    }
+}
+
+#[test]
+fn slot_reference_counts_cross_processes() {
+    let slot = Slot::new().unwrap();
+    assert_eq!(slot.ref_count(), 1);
+    // The child holds its handle while it reports the count it sees.
+    let mut p = Process::spawn(|s: Slot| s.ref_count(), slot.clone()).unwrap();
+    assert_eq!(p.join().unwrap(), 2);
+    assert_eq!(slot.ref_count(), 1);
+    let twin = slot.clone();
+    assert!(twin.same_as(&slot));
+    assert_eq!(slot.ref_count(), 2);
+    drop(twin);
+    assert_eq!(slot.ref_count(), 1);
+}
+
+#[test]
+fn freed_slots_are_reused_and_zeroed() {
+    let a = Slot::new().unwrap();
+    a.word(0).store(77, Ordering::Relaxed);
+    let many: Vec<Slot> = (0..2000).map(|_| Slot::new().unwrap()).collect();
+    assert!(many.iter().all(|s| s.word(0).load(Ordering::Relaxed) == 0));
+    assert!(many.iter().all(|s| !s.same_as(&a)));
+    drop(many);
+    let again: Vec<Slot> = (0..2000).map(|_| Slot::new().unwrap()).collect();
+    assert!(
+        again
+            .iter()
+            .all(|s| s.word(0).load(Ordering::Relaxed) == 0 && s.ref_count() == 1)
+    );
+}
+
+#[test]
+fn a_child_can_return_new_handles() {
+    fn make(v: u32) -> (Slot, Segment) {
+        let s = Slot::new().unwrap();
+        s.word(0).store(v, Ordering::Release);
+        let seg = Segment::new(1 << 20).unwrap();
+        seg.atomic_u64(8 << 10)
+            .store(u64::from(v) << 32, Ordering::Release);
+        (s, seg)
+    }
+    for method in METHODS {
+        let mut p = Process::builder()
+            .start_method(method)
+            .spawn(make, 31)
+            .unwrap();
+        let (slot, seg) = p.join().unwrap();
+        assert_eq!(slot.word(0).load(Ordering::Acquire), 31);
+        assert_eq!(
+            slot.ref_count(),
+            1,
+            "the child's handle is gone, ours remains"
+        );
+        assert_eq!(seg.len(), 1 << 20);
+        assert_eq!(seg.atomic_u64(8 << 10).load(Ordering::Acquire), 31 << 32);
+    }
+}
+
+#[test]
+fn a_segment_is_shared_both_ways_and_mapped_once() {
+    fn fill(seg: Segment) -> Segment {
+        for i in 0..seg.len() / 4 {
+            seg.atomic_u32(i * 4).store(i as u32, Ordering::Relaxed);
+        }
+        seg
+    }
+    let seg = Segment::new(64 << 10).unwrap();
+    let mut p = Process::spawn(fill, seg.clone()).unwrap();
+    let back = p.join().unwrap();
+    // The segment came back to the process that owns it: same mapping.
+    assert_eq!(back.as_ptr(), seg.as_ptr());
+    assert!((0..seg.len() / 4).all(|i| seg.atomic_u32(i * 4).load(Ordering::Relaxed) == i as u32));
+}
+
+#[test]
+fn the_same_handle_twice_in_one_message_uses_one_descriptor() {
+    let slot = Slot::new().unwrap();
+    let mut p = Process::spawn(
+        |(a, b): (Slot, Slot)| a.same_as(&b) && a.ref_count() == 3,
+        (slot.clone(), slot.clone()),
+    )
+    .unwrap();
+    assert!(p.join().unwrap());
+    assert_eq!(slot.ref_count(), 1);
+}
+
+#[test]
+fn handles_refuse_plain_serialization_with_a_clear_error() {
+    let slot = Slot::new().unwrap();
+    let json = serde_json::to_string(&slot).unwrap_err().to_string();
+    assert!(
+        json.contains("can only be serialized into the arguments or result of a spawned process"),
+        "{json}"
+    );
+    assert_eq!(json, aiop::transfer::HANDLE_OUTSIDE_TRANSFER);
+    // postcard drops custom messages, but it fails all the same.
+    assert!(postcard::to_allocvec(&slot).is_err());
+    let seg = Segment::new(4096).unwrap();
+    assert!(postcard::to_allocvec(&seg).is_err());
+    assert!(
+        serde_json::to_string(&seg)
+            .unwrap_err()
+            .to_string()
+            .contains("descriptor travels with it")
+    );
+    // A refused serialization takes no reference.
+    assert_eq!(slot.ref_count(), 1);
+    // Nor can handle bytes be made up and deserialized.
+    let err = postcard::from_bytes::<Slot>(&[0, 0]).unwrap_err();
+    assert!(matches!(err, postcard::Error::SerdeDeCustom), "{err:?}");
+    let err = serde_json::from_str::<Slot>("[0, 3]")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("can only be deserialized from a message that carried its descriptor"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Futexes
+
+#[test]
+fn futex_wake_crosses_processes() {
+    fn waiter(s: Slot) -> u32 {
+        set_and_wake(&s, 1, 1); // ready
+        loop {
+            let v = s.word(0).load(Ordering::Acquire);
+            if v != 0 {
+                return v;
+            }
+            futex::wait(s.word(0), 0, Timeout::Never).unwrap();
+        }
+    }
+    for method in METHODS {
+        let slot = Slot::new().unwrap();
+        let mut p = Process::builder()
+            .start_method(method)
+            .spawn(waiter, slot.clone())
+            .unwrap();
+        wait_nonzero(&slot, 1);
+        set_and_wake(&slot, 0, 5);
+        assert_eq!(p.join_timeout(GENEROUS).unwrap(), 5);
+    }
+}
+
+#[test]
+fn futex_waitv_wakes_on_any_of_several_words_from_another_process() {
+    fn poke((s, i): (Slot, usize)) {
+        wait_nonzero(&s, 15); // the parent is about to wait
+        s.word(i).store(1, Ordering::Release);
+        futex::wake_all(s.word(i)).unwrap();
+    }
+    let slot = Slot::new().unwrap();
+    let mut p = Process::spawn(poke, (slot.clone(), 2)).unwrap();
+    set_and_wake(&slot, 15, 1);
+    let deadline = Instant::now() + GENEROUS;
+    loop {
+        let words: Vec<_> = (0..4).map(|i| (slot.word(i), 0)).collect();
+        match futex::waitv(&words, Timeout::At(deadline)).unwrap() {
+            WakeV::Woken(i) => {
+                assert_eq!(i, 2);
+                break;
+            }
+            // The word changed before the kernel looked: find which.
+            WakeV::Changed => {
+                assert_eq!(slot.word(2).load(Ordering::Acquire), 1);
+                break;
+            }
+            WakeV::TimedOut => panic!("waitv never woke"),
+        }
+    }
+    p.join().unwrap();
+}
+
+#[test]
+fn futex_timeouts_relative_and_absolute() {
+    let slot = Slot::new().unwrap();
+    let w = slot.word(0);
+    assert_eq!(
+        futex::wait(w, 0, Timeout::After(Duration::from_millis(20))).unwrap(),
+        Wake::TimedOut
+    );
+    assert_eq!(
+        futex::wait(
+            w,
+            0,
+            Timeout::At(Instant::now() + Duration::from_millis(20))
+        )
+        .unwrap(),
+        Wake::TimedOut
+    );
+    // A deadline in the past returns at once with TimedOut.
+    assert_eq!(
+        futex::wait(w, 0, Timeout::At(Instant::now())).unwrap(),
+        Wake::TimedOut
+    );
+    // A word that does not hold the expected value does not sleep at all.
+    assert_eq!(futex::wait(w, 1, Timeout::Never).unwrap(), Wake::Changed);
+    assert_eq!(
+        futex::waitv(&[(w, 0)], Timeout::After(Duration::from_millis(20))).unwrap(),
+        WakeV::TimedOut
+    );
+    assert_eq!(
+        futex::waitv(&[(w, 9)], Timeout::Never).unwrap(),
+        WakeV::Changed
+    );
+    // Nobody sleeps: a wake wakes no one.
+    assert_eq!(futex::wake_all(w).unwrap(), 0);
+    assert_eq!(
+        futex::waitv(&[], Timeout::Never).unwrap_err().kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+}
+
+#[test]
+fn segments_and_slot_words_check_bounds() {
+    let seg = Segment::new(4096).unwrap();
+    assert!(std::panic::catch_unwind(|| seg.atomic_u32(4096).load(Ordering::Relaxed)).is_err());
+    assert!(std::panic::catch_unwind(|| seg.atomic_u32(2).load(Ordering::Relaxed)).is_err());
+    assert!(std::panic::catch_unwind(|| seg.atomic_u64(4).load(Ordering::Relaxed)).is_err());
+    assert_eq!(
+        Segment::new(0).unwrap_err().kind(),
+        std::io::ErrorKind::InvalidInput
+    );
+    let slot = Slot::new().unwrap();
+    assert!(std::panic::catch_unwind(|| slot.word(16).load(Ordering::Relaxed)).is_err());
+    assert!(std::panic::catch_unwind(|| slot.word64(8).load(Ordering::Relaxed)).is_err());
+    slot.word64(7).store(u64::MAX, Ordering::Relaxed);
+    assert_eq!(slot.word(15).load(Ordering::Relaxed), u32::MAX);
+}
+
+#[test]
+fn nothing_is_left_in_dev_shm() {
+    let _keep: Vec<Slot> = (0..10).map(|_| Slot::new().unwrap()).collect();
+    let _seg = Segment::new(1 << 16).unwrap();
+    let named: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(!named.iter().any(|n| n.contains("aiop")), "{named:?}");
+}
