@@ -23,7 +23,8 @@
 //! fn main() -> Result<(), aiop::process::ProcessError> {
 //!     aiop::init();
 //!     let mut child = Process::spawn(add, (40, 2))?;
-//!     println!("{} says {}", child.name(), child.join()?);
+//!     let sum = child.join()?;
+//!     println!("{} says {sum}", child.name());
 //!     Ok(())
 //! }
 //! ```

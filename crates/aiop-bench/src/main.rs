@@ -1,1 +1,74 @@
-fn main() {}
+//! aiop's benchmark binary.
+//!
+//! `cargo run --release -p aiop-bench -- [NAME_PREFIX ...]` runs every
+//! benchmark whose name starts with one of the prefixes (all of them without
+//! arguments) and prints one JSON object per line:
+//!
+//! ```text
+//! {"name":"spawn_join/spawn","unit":"us","value":812.4,"p99":1410.2,"n":200}
+//! ```
+//!
+//! `value` is the median for latencies and the rate for throughputs; `p99`
+//! is given where it applies. Names are stable. Each benchmark of aiop is
+//! followed by `ratio/...` lines that compare it with the physical floor
+//! measured in the same run, since only same-run ratios mean anything on a
+//! noisy machine.
+//!
+//! Knobs: `AIOP_BENCH_ITERS` (samples per latency benchmark, default 200),
+//! `AIOP_BENCH_WARMUP` (default 10).
+#![deny(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
+
+mod floor;
+mod report;
+mod spawn;
+
+use report::Results;
+
+/// A benchmark: its stable name and the function that measures it.
+type Bench = (&'static str, fn(&mut Results));
+
+const BENCHES: &[Bench] = &[
+    ("floor/fork_waitpid", floor::fork_waitpid),
+    ("floor/exec_true", floor::exec_true),
+    ("floor/exec_self", floor::exec_self),
+    ("spawn_join/spawn", spawn::spawn),
+    ("spawn_join/forkserver", spawn::forkserver),
+    ("spawn_join/fork", spawn::fork),
+];
+
+/// Ratios printed when both sides ran: (name, numerator, denominator).
+const RATIOS: &[(&str, &str, &str)] = &[
+    (
+        "ratio/spawn_join/spawn:floor/exec_self",
+        "spawn_join/spawn",
+        "floor/exec_self",
+    ),
+    (
+        "ratio/spawn_join/forkserver:floor/fork_waitpid",
+        "spawn_join/forkserver",
+        "floor/fork_waitpid",
+    ),
+    (
+        "ratio/spawn_join/fork:floor/fork_waitpid",
+        "spawn_join/fork",
+        "floor/fork_waitpid",
+    ),
+];
+
+fn main() {
+    aiop_core::init();
+    floor::exit_if_noop_child();
+    let prefixes: Vec<String> = std::env::args().skip(1).collect();
+    let selected =
+        |name: &str| prefixes.is_empty() || prefixes.iter().any(|p| name.starts_with(p.as_str()));
+    let mut results = Results::default();
+    for (name, bench) in BENCHES {
+        if selected(name) {
+            bench(&mut results);
+        }
+    }
+    for (name, num, den) in RATIOS {
+        results.ratio(name, num, den);
+    }
+}

@@ -9,7 +9,7 @@
 //! [`HANDLE_OUTSIDE_TRANSFER`], as Python refuses to pickle a `Lock` into a
 //! `Queue`: the bytes alone could never be turned back into the object.
 //!
-//! The table is thread-local and scoped: [`encode`] and [`decode`] install it
+//! The table is thread-local and scoped: aiop's internal encode and decode install it
 //! for exactly one `serialize` / `deserialize` call and restore whatever was
 //! there before, so transfers nest.
 

@@ -79,10 +79,9 @@ pub(crate) fn own_ctl() -> Option<i32> {
 /// # Examples
 ///
 /// ```no_run
-/// fn main() {
-///     aiop_core::init();
-///     // ... the program, which may spawn processes ...
-/// }
+/// // First thing in `main`:
+/// aiop_core::init();
+/// // ... the program, which may spawn processes ...
 /// ```
 pub fn init() {
     if std::env::var_os(ENV_CHILD).is_none() {

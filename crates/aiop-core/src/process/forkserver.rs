@@ -59,9 +59,9 @@ pub(super) fn forget_in_forked_child() {
     }
 }
 
-/// Asks the fork server (started on first use) for a child; returns its pid,
-/// its pidfd and the socket that will carry its exit status.
-pub(super) fn request(ctl_child: OwnedFd) -> Result<(u32, OwnedFd, UnixStream), ProcessError> {
+/// Asks the fork server (started on first use) for a child that will run on
+/// the other end of `ctl_child`.
+pub(super) fn request(ctl_child: OwnedFd) -> Result<Pending, ProcessError> {
     let (status_mine, status_theirs) = UnixStream::pair()?;
     let mut guard = SERVER.lock().unwrap_or_else(|e| e.into_inner());
     let me = std::process::id();
@@ -92,8 +92,27 @@ pub(super) fn request(ctl_child: OwnedFd) -> Result<(u32, OwnedFd, UnixStream), 
         }
     }
     drop(guard);
-    drop(status_theirs);
-    drop(ctl_child);
+    Ok(Pending {
+        status: status_mine,
+    })
+}
+
+/// A fork request on its way: the requester can talk to the child (send its
+/// `Start`) before the server has even answered.
+#[derive(Debug)]
+pub(super) struct Pending {
+    status: UnixStream,
+}
+
+impl Pending {
+    /// Waits for the server's answer: the child's pid, its pidfd, and the
+    /// socket that will carry its exit status.
+    pub(super) fn started(self) -> Result<(u32, OwnedFd, UnixStream), ProcessError> {
+        started(self.status)
+    }
+}
+
+fn started(status_mine: UnixStream) -> Result<(u32, OwnedFd, UnixStream), ProcessError> {
     let frame = fdpass::recv_frame(&status_mine, 64)?.ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::UnexpectedEof,

@@ -20,7 +20,7 @@
 //! # Start methods
 //!
 //! * [`StartMethod::SPAWN`] (the default) re-executes the program
-//!   (`/proc/self/exe`). The child is recognised by [`init`](crate::init) at
+//!   (`/proc/self/exe`). The child is recognised by [`init`] at
 //!   the top of `main` (or by [`test_support!`](crate::test_support) in test
 //!   binaries), which reads the function to run, as an offset from an anchor
 //!   function in the same executable, and its arguments from a control
@@ -526,7 +526,7 @@ impl Builder {
     /// is started), [`ProcessError::ForkRefused`] for the fork method in a
     /// multi-threaded process, [`ProcessError::Io`] when the system refuses,
     /// and [`ProcessError::Failed`] when this process is itself a spawned
-    /// child that skipped [`init`](crate::init).
+    /// child that skipped [`init`].
     pub fn spawn<A, R>(&self, f: fn(A) -> R, args: A) -> Result<Process<R>, ProcessError>
     where
         A: Serialize + DeserializeOwned,
@@ -573,26 +573,47 @@ impl Builder {
             format!("Process-{}", parts.join(":"))
         });
 
-        let (pid, pidfd, ctl, reaper) = match method.0 {
+        let (ctl, launch) = match method.0 {
             Method::Spawn => {
                 let (pid, pidfd, ctl) = exec_child()?;
-                (pid, pidfd, ctl, Reaper::Direct)
+                (ctl, Launch::Ready(pid, pidfd))
             }
             Method::ForkServer => {
                 let (ctl, theirs) = UnixStream::pair()?;
-                let (pid, pidfd, status) = forkserver::request(OwnedFd::from(theirs))?;
-                (pid, pidfd, ctl, Reaper::Server(status))
+                (
+                    ctl,
+                    Launch::Forking(forkserver::request(OwnedFd::from(theirs))?),
+                )
             }
             Method::Fork => {
                 let (pid, pidfd, ctl) = fork_child()?;
-                (pid, pidfd, ctl, Reaper::Direct)
+                (ctl, Launch::Ready(pid, pidfd))
             }
         };
         let mut payload = init_args;
         payload.extend_from_slice(&call_args);
         drop(call_args);
+        // Sent before the fork server has answered: the child reads it when born.
+        let sent = send_start(
+            &ctl,
+            Role::Call,
+            name.clone(),
+            ident.clone(),
+            self.daemon,
+            init,
+            payload_with_call(call, payload, &out),
+            method == StartMethod::SPAWN && child::test_entry().is_some(),
+        );
+        drop(out);
+        let (pid, pidfd, reaper) = match launch {
+            Launch::Ready(pid, pidfd) => (pid, pidfd, Reaper::Direct),
+            Launch::Forking(pending) => {
+                let (pid, pidfd, status) = pending.started()?;
+                (pid, pidfd, Reaper::Server(status))
+            }
+        };
         let mut process = Process {
-            info: ProcessInfo::new(name.clone(), pid, self.daemon, ident.clone()),
+            info: ProcessInfo::new(name, pid, self.daemon, ident),
             method,
             pidfd: Arc::new(pidfd),
             ctl: Some(ctl),
@@ -608,16 +629,6 @@ impl Builder {
             fds.push(s.as_raw_fd());
         }
         registry::add(process.info.clone(), process.pidfd.clone(), fds);
-        let sent = send_start(
-            process.ctl.as_ref().expect("fresh control socket"),
-            Role::Call,
-            name,
-            ident,
-            self.daemon,
-            init,
-            payload_with_call(call, payload, &out),
-            method == StartMethod::SPAWN && child::test_entry().is_some(),
-        );
         if let Err(e) = sent {
             // The child died before reading its start message: report how.
             return match process.wait(None).and_then(|()| process.result()) {
@@ -625,9 +636,14 @@ impl Builder {
                 Err(other) => Err(other),
             };
         }
-        drop(out);
         Ok(process)
     }
+}
+
+/// A child being started: ready, or being forked by the fork server.
+enum Launch {
+    Ready(u32, OwnedFd),
+    Forking(forkserver::Pending),
 }
 
 /// Bundles the call and its payload (arguments and descriptors) for `send_start`.

@@ -123,7 +123,7 @@ impl Mapping {
             &*self
                 .ptr
                 .as_ptr()
-                .add(offset)
+                .wrapping_add(offset)
                 .cast::<std::sync::atomic::AtomicU32>()
         }
     }
@@ -144,7 +144,7 @@ impl Mapping {
             &*self
                 .ptr
                 .as_ptr()
-                .add(offset)
+                .wrapping_add(offset)
                 .cast::<std::sync::atomic::AtomicU64>()
         }
     }

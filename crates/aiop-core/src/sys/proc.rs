@@ -175,6 +175,7 @@ pub(crate) fn close_inherited(fd: std::os::fd::RawFd) {
 pub(crate) fn static_str(ptr: *mut u8, len: usize) -> &'static str {
     // SAFETY: `ptr` and `len` were taken from a `&'static str` (a
     // `module_path!()` literal) by `__enable_test_mode`, the only writer, so
-    // they describe live, immutable, valid UTF-8 for the rest of the program.
-    unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr, len)) }
+    // they describe live, immutable bytes for the rest of the program.
+    let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(ptr, len) };
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
