@@ -617,15 +617,22 @@ impl Builder {
             method,
             pidfd: Arc::new(pidfd),
             ctl: Some(ctl),
-            reaper,
-            reply: None,
-            exit: None,
+            state: Mutex::new(State {
+                reaper,
+                reply: None,
+                exit: None,
+            }),
             taken: false,
             closed: false,
             _result: PhantomData,
         };
         let mut fds = vec![process.ctl.as_ref().map_or(-1, |c| c.as_raw_fd())];
-        if let Reaper::Server(s) = &process.reaper {
+        if let Reaper::Server(s) = &process
+            .state
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .reaper
+        {
             fds.push(s.as_raw_fd());
         }
         registry::add(process.info.clone(), process.pidfd.clone(), fds);
@@ -770,6 +777,43 @@ enum Reply {
     Missing,
 }
 
+/// What is known of a child's end: its reply and its exit status.
+struct State {
+    reaper: Reaper,
+    reply: Option<Reply>,
+    exit: Option<Exit>,
+}
+
+impl State {
+    /// Reads the reply frame, if a complete one is there; blocking only while
+    /// the child lives (it writes its whole reply before exiting).
+    fn read_reply(&mut self, ctl: Option<&UnixStream>, blocking: bool) {
+        if self.reply.is_some() {
+            return;
+        }
+        let Some(ctl) = ctl else {
+            self.reply = Some(Reply::Missing);
+            return;
+        };
+        let _ = ctl.set_nonblocking(!blocking);
+        self.reply = Some(match fdpass::recv_frame(ctl, wire::MAX_FRAME) {
+            Ok(Some(frame)) => Reply::Frame(frame),
+            // End of stream, a cut-off reply, or garbage: no result.
+            Ok(None) | Err(_) => Reply::Missing,
+        });
+    }
+
+    /// Reaps a child that has ended, then reads what it wrote.
+    fn collect_exit(&mut self, pidfd: &OwnedFd, ctl: Option<&UnixStream>) {
+        if self.exit.is_some() {
+            return;
+        }
+        self.exit = Some(self.reaper.reap(pidfd).unwrap_or(Exit::Lost));
+        // Every byte the child wrote is in our socket buffer now.
+        self.read_reply(ctl, false);
+    }
+}
+
 /// A child process running a function whose result is an `R`.
 ///
 /// Created by [`Process::spawn`] or [`Builder::spawn`]. See the
@@ -779,9 +823,7 @@ pub struct Process<R = ()> {
     method: StartMethod,
     pidfd: Arc<OwnedFd>,
     ctl: Option<UnixStream>,
-    reaper: Reaper,
-    reply: Option<Reply>,
-    exit: Option<Exit>,
+    state: Mutex<State>,
     taken: bool,
     closed: bool,
     _result: PhantomData<fn() -> R>,
@@ -794,7 +836,10 @@ impl<R> fmt::Debug for Process<R> {
             .field("pid", &self.info.pid)
             .field("daemon", &self.info.daemon)
             .field("method", &self.method)
-            .field("exit", &self.exit)
+            .field(
+                "exit",
+                &self.state.lock().unwrap_or_else(|e| e.into_inner()).exit,
+            )
             .finish()
     }
 }
@@ -851,18 +896,28 @@ impl<R: DeserializeOwned> Process<R> {
     }
 
     /// Whether the child is still running (reaps it if it has ended).
-    pub fn is_alive(&mut self) -> bool {
-        if self.exit.is_none() && reap::pidfd_exited(&self.pidfd) {
-            self.collect_exit();
+    pub fn is_alive(&self) -> bool {
+        let mut st = self.lock();
+        if st.exit.is_none() && reap::pidfd_exited(&self.pidfd) {
+            st.collect_exit(&self.pidfd, self.ctl.as_ref());
         }
-        self.exit.is_none()
+        st.exit.is_none()
+    }
+
+    /// How the child ended, once it has (reaping it if needed).
+    fn exit(&self) -> Option<Exit> {
+        self.is_alive();
+        self.lock().exit
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Python's `exitcode`: `None` while running, the exit code once exited,
     /// or minus the signal number if a signal ended it.
-    pub fn exitcode(&mut self) -> Option<i32> {
-        self.is_alive();
-        match self.exit? {
+    pub fn exitcode(&self) -> Option<i32> {
+        match self.exit()? {
             Exit::Code(c) => Some(c),
             Exit::Signal(s) => Some(-s),
             Exit::Lost => None,
@@ -870,9 +925,8 @@ impl<R: DeserializeOwned> Process<R> {
     }
 
     /// The exit status as `std` reports it, once the child has ended.
-    pub fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.is_alive();
-        match self.exit? {
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        match self.exit()? {
             Exit::Code(c) => Some(ExitStatus::from_raw((c & 0xff) << 8)),
             Exit::Signal(s) => Some(ExitStatus::from_raw(s & 0x7f)),
             Exit::Lost => None,
@@ -929,7 +983,10 @@ impl<R: DeserializeOwned> Process<R> {
             return Err(ProcessError::StillRunning);
         }
         self.ctl = None;
-        self.reply = None;
+        self.state
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .reply = None;
         self.closed = true;
         registry::remove(self.info.pid);
         Ok(())
@@ -945,37 +1002,11 @@ impl<R: DeserializeOwned> Process<R> {
         }
     }
 
-    /// Reads the reply frame, if a complete one is there; blocking only while
-    /// the child lives (it writes its whole reply before exiting).
-    fn read_reply(&mut self, blocking: bool) {
-        if self.reply.is_some() {
-            return;
-        }
-        let Some(ctl) = &self.ctl else {
-            self.reply = Some(Reply::Missing);
-            return;
-        };
-        let _ = ctl.set_nonblocking(!blocking);
-        self.reply = Some(match fdpass::recv_frame(ctl, wire::MAX_FRAME) {
-            Ok(Some(frame)) => Reply::Frame(frame),
-            // End of stream, a cut-off reply, or garbage: no result.
-            Ok(None) | Err(_) => Reply::Missing,
-        });
-    }
-
-    fn collect_exit(&mut self) {
-        if self.exit.is_some() {
-            return;
-        }
-        self.exit = Some(self.reaper.reap(&self.pidfd).unwrap_or(Exit::Lost));
-        // Every byte the child wrote is in our socket buffer now.
-        self.read_reply(false);
-    }
-
     /// Waits until the child has ended and its reply (if any) is read.
     fn wait(&mut self, deadline: Option<Instant>) -> Result<(), ProcessError> {
-        while self.exit.is_none() {
-            let want_reply = self.reply.is_none() && self.ctl.is_some();
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        while st.exit.is_none() {
+            let want_reply = st.reply.is_none() && self.ctl.is_some();
             let (ctl_ready, exited) = {
                 let mut fds = vec![PollFd::new(&*self.pidfd, PollFlags::IN)];
                 if want_reply {
@@ -993,10 +1024,10 @@ impl<R: DeserializeOwned> Process<R> {
                 )
             };
             if ctl_ready {
-                self.read_reply(true);
+                st.read_reply(self.ctl.as_ref(), true);
             }
             if exited {
-                self.collect_exit();
+                st.collect_exit(&self.pidfd, self.ctl.as_ref());
             }
         }
         Ok(())
@@ -1005,7 +1036,8 @@ impl<R: DeserializeOwned> Process<R> {
     /// Turns the reply and exit status into the result (once).
     fn result(&mut self) -> Result<R, ProcessError> {
         self.taken = true;
-        match self.reply.take() {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        match st.reply.take() {
             Some(Reply::Frame(frame)) => {
                 let (tag, body) = frame
                     .payload
@@ -1031,7 +1063,7 @@ impl<R: DeserializeOwned> Process<R> {
                     )),
                 }
             }
-            _ => match self.exit {
+            _ => match st.exit {
                 Some(Exit::Signal(s)) => Err(ProcessError::Signaled(s)),
                 Some(Exit::Code(c)) => Err(ProcessError::Exited(c)),
                 _ => Err(ProcessError::Failed(
@@ -1047,10 +1079,11 @@ impl<R> Drop for Process<R> {
         if self.closed {
             return;
         }
-        if self.exit.is_none() && !reap::pidfd_exited(&self.pidfd) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if st.exit.is_none() && !reap::pidfd_exited(&self.pidfd) {
             // Still running: keep its line open (a daemon lives as long as
             // its parent) and reap it later.
-            let reaper = std::mem::replace(&mut self.reaper, Reaper::Direct);
+            let reaper = std::mem::replace(&mut st.reaper, Reaper::Direct);
             registry::detach(
                 self.info.pid,
                 registry::Detached {
@@ -1060,8 +1093,8 @@ impl<R> Drop for Process<R> {
             );
             return;
         }
-        if self.exit.is_none() {
-            let _ = self.reaper.reap(&self.pidfd);
+        if st.exit.is_none() {
+            let _ = st.reaper.reap(&self.pidfd);
         }
         registry::remove(self.info.pid);
     }
