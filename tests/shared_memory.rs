@@ -269,3 +269,18 @@ fn nothing_is_left_in_dev_shm() {
         .unwrap_or_default();
     assert!(!named.iter().any(|n| n.contains("aiop")), "{named:?}");
 }
+
+#[test]
+fn more_handles_than_a_message_can_carry_is_an_error_not_a_hang() {
+    let segs: Vec<Segment> = (0..300).map(|_| Segment::new(4096).unwrap()).collect();
+    for method in METHODS {
+        let err = Process::builder()
+            .start_method(method)
+            .spawn(|v: Vec<Segment>| v.len(), segs.clone())
+            .unwrap_err();
+        assert!(err.to_string().contains("at most 253 descriptors"), "{err}");
+    }
+    // 253 distinct descriptors are fine.
+    let mut p = Process::spawn(|v: Vec<Segment>| v.len(), segs[..253].to_vec()).unwrap();
+    assert_eq!(p.join().unwrap(), 253);
+}

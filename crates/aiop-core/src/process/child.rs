@@ -147,10 +147,11 @@ pub(crate) fn run(ctl: OwnedFd, entry: Entry) -> ! {
             format!("the child could not decode its start message: {e}"),
         ),
     };
-    let mut fds = frame.fds;
     if start.stdout_attached {
-        if let Some(out) = fds.pop() {
-            let _ = rustix::stdio::dup2_stdout(&out);
+        if let Ok(Some(f)) = fdpass::recv_frame(&sock, 0) {
+            if let Some(out) = f.fds.first() {
+                let _ = rustix::stdio::dup2_stdout(out);
+            }
         }
     }
 
@@ -206,7 +207,7 @@ pub(crate) fn run(ctl: OwnedFd, entry: Entry) -> ! {
         );
     }
     let (init_args, call_args) = rest.split_at(init_len);
-    let mut inbound = Inbound::new(fds);
+    let mut inbound = Inbound::new(frame.fds);
     if let Some(init) = start.init {
         let (outcome, inb) =
             call::invoke(&image, init.trampoline, init.function, init_args, inbound);

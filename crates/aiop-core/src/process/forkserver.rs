@@ -29,8 +29,10 @@ use rustix::process::{Pid, PidfdFlags};
 
 use super::child::{self, Entry};
 use super::reap::{self, Exit, wait_pidfd};
+use super::wire::{Role, Start};
 use super::{ProcessError, registry};
 use crate::sys::{fdpass, proc};
+use crate::transfer::Outbound;
 
 struct Server {
     /// The process that started this server (a forked child needs its own).
@@ -138,19 +140,15 @@ fn started(status_mine: UnixStream) -> Result<(u32, OwnedFd, UnixStream), Proces
 
 fn start() -> Result<Server, ProcessError> {
     let (_pid, pidfd, req) = super::exec_child()?;
-    super::send_start(
-        &req,
-        super::wire::Role::ForkServer,
-        "ForkServer".into(),
-        Vec::new(),
-        false,
-        None,
-        None,
-        child::test_entry().is_some(),
-    )
-    .inspect_err(|_| {
+    let mut hello = Start::new(Role::ForkServer, "ForkServer".into(), Vec::new(), false)?;
+    hello.stdout_attached = child::test_entry().is_some();
+    if let Err(e) = hello.send(&req, &[], &Outbound::default()) {
+        // Close our end first: a server still waiting for its start message
+        // then reads end-of-file and exits, so the wait cannot hang.
+        drop(req);
         let _ = wait_pidfd(&pidfd);
-    })?;
+        return Err(e.into());
+    }
     Ok(Server {
         owner: std::process::id(),
         req,

@@ -590,20 +590,15 @@ impl Builder {
                 (ctl, Launch::Ready(pid, pidfd))
             }
         };
-        let mut payload = init_args;
-        payload.extend_from_slice(&call_args);
+        let mut args = init_args;
+        args.extend_from_slice(&call_args);
         drop(call_args);
+        let mut start = Start::new(Role::Call, name.clone(), ident.clone(), self.daemon)?;
+        start.init = init;
+        start.call = Some(call);
+        start.stdout_attached = method == StartMethod::SPAWN && child::test_entry().is_some();
         // Sent before the fork server has answered: the child reads it when born.
-        let sent = send_start(
-            &ctl,
-            Role::Call,
-            name.clone(),
-            ident.clone(),
-            self.daemon,
-            init,
-            payload_with_call(call, payload, &out),
-            method == StartMethod::SPAWN && child::test_entry().is_some(),
-        );
+        let sent = start.send(&ctl, &args, &out);
         drop(out);
         let (pid, pidfd, reaper) = match launch {
             Launch::Ready(pid, pidfd) => (pid, pidfd, Reaper::Direct),
@@ -637,10 +632,14 @@ impl Builder {
         }
         registry::add(process.info.clone(), process.pidfd.clone(), fds);
         if let Err(e) = sent {
-            // The child died before reading its start message: report how.
+            // The child cannot have its start message: make sure it sees the
+            // end of it (it exits), then report how it ended if it said why.
+            if let Some(ctl) = &process.ctl {
+                let _ = ctl.shutdown(std::net::Shutdown::Write);
+            }
             return match process.wait(None).and_then(|()| process.result()) {
-                Err(ProcessError::Exited(_) | ProcessError::Signaled(_)) | Ok(_) => Err(e),
-                Err(other) => Err(other),
+                Err(failed @ ProcessError::Failed(_)) => Err(failed),
+                _ => Err(ProcessError::Io(e)),
             };
         }
         Ok(process)
@@ -653,55 +652,39 @@ enum Launch {
     Forking(forkserver::Pending),
 }
 
-/// Bundles the call and its payload (arguments and descriptors) for `send_start`.
-struct Payload<'a> {
-    call: Call,
-    bytes: Vec<u8>,
-    out: &'a Outbound,
-}
-
-fn payload_with_call(call: Call, bytes: Vec<u8>, out: &Outbound) -> Option<Payload<'_>> {
-    Some(Payload { call, bytes, out })
-}
-
-/// Sends the `Start` frame (header, then the arguments' bytes and descriptors).
-#[allow(clippy::too_many_arguments)]
-fn send_start(
-    ctl: &UnixStream,
-    role: Role,
-    name: String,
-    ident: Vec<u32>,
-    daemon: bool,
-    init: Option<Call>,
-    payload: Option<Payload<'_>>,
-    stdout_attached: bool,
-) -> Result<(), ProcessError> {
-    let me = current_process();
-    let start = Start {
-        protocol: wire::PROTOCOL,
-        exe: ExeId::current()?,
-        role,
-        name,
-        ident,
-        daemon,
-        parent_pid: me.pid,
-        parent_name: me.name,
-        parent_ident: me.ident,
-        init,
-        call: payload.as_ref().map(|p| p.call),
-        stdout_attached,
-    };
-    let header = postcard::to_allocvec(&start)
-        .map_err(|e| io::Error::other(format!("start header: {e}")))?;
-    let (bytes, mut fds): (&[u8], Vec<BorrowedFd<'_>>) = payload
-        .as_ref()
-        .map_or((&[], Vec::new()), |p| (&p.bytes, p.out.fds()));
-    let stdout = std::io::stdout();
-    if stdout_attached {
-        fds.push(stdout.as_fd());
+impl Start {
+    /// A start message from this process, for a child with these traits.
+    fn new(role: Role, name: String, ident: Vec<u32>, daemon: bool) -> io::Result<Start> {
+        let me = current_process();
+        Ok(Start {
+            protocol: wire::PROTOCOL,
+            exe: ExeId::current()?,
+            role,
+            name,
+            ident,
+            daemon,
+            parent_pid: me.pid,
+            parent_name: me.name,
+            parent_ident: me.ident,
+            init: None,
+            call: None,
+            stdout_attached: false,
+        })
     }
-    fdpass::send_frame(ctl, &[&header, bytes], &fds)?;
-    Ok(())
+
+    /// Sends this message: the header, then `args` (the initializer's and
+    /// the function's arguments, back to back) with `out`'s descriptors,
+    /// then, if `stdout_attached`, a frame carrying this process's stdout.
+    fn send(&self, ctl: &UnixStream, args: &[u8], out: &Outbound) -> io::Result<()> {
+        let header = postcard::to_allocvec(self)
+            .map_err(|e| io::Error::other(format!("start header: {e}")))?;
+        fdpass::send_frame(ctl, &[&header, args], &out.fds())?;
+        if self.stdout_attached {
+            // In a frame of its own, so that arguments keep every descriptor place.
+            fdpass::send_frame(ctl, &[], &[std::io::stdout().as_fd()])?;
+        }
+        Ok(())
+    }
 }
 
 /// Re-executes this program as a child; returns its pid, pidfd and our end

@@ -57,7 +57,7 @@ pub(crate) struct Start {
     pub(crate) parent_ident: Vec<u32>,
     pub(crate) init: Option<Call>,
     pub(crate) call: Option<Call>,
-    /// The last descriptor of the frame is the parent's stdout, to install
+    /// A second frame follows, carrying the parent's stdout, to install
     /// as the child's (test mode: the child starts with stdout on
     /// `/dev/null` so that the test harness's banner in the child is lost).
     pub(crate) stdout_attached: bool,
