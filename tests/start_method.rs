@@ -18,13 +18,19 @@ fn the_global_start_method_applies_to_spawns_that_do_not_choose() {
     // The fork server forked it, but its parent is still this process.
     assert_eq!(p.join().unwrap(), std::process::id());
     // A per-call choice wins over the global one.
-    let mut q = Process::builder().start_method(StartMethod::SPAWN).spawn(parent_pid, ()).unwrap();
+    let mut q = Process::builder()
+        .start_method(StartMethod::SPAWN)
+        .spawn(parent_pid, ())
+        .unwrap();
     assert_eq!(q.start_method(), StartMethod::SPAWN);
     assert_eq!(q.join().unwrap(), std::process::id());
 
     // The fork method as the global default is refused here (the harness has threads).
     // SAFETY: nothing is forked: the spawn is refused.
     process::set_start_method(unsafe { StartMethod::fork() });
-    assert!(matches!(Process::spawn(parent_pid, ()), Err(process::ProcessError::ForkRefused { .. })));
+    assert!(matches!(
+        Process::spawn(parent_pid, ()),
+        Err(process::ProcessError::ForkRefused { .. })
+    ));
     process::set_start_method(StartMethod::SPAWN);
 }

@@ -15,7 +15,9 @@
 //! noisy machine.
 //!
 //! Knobs: `AIOP_BENCH_ITERS` (samples per latency benchmark, default 200),
-//! `AIOP_BENCH_WARMUP` (default 10).
+//! `AIOP_BENCH_WARMUP` (default 10), `AIOP_BENCH_PIN=N` (pin the benchmark,
+//! and the children it starts, to CPU `N`, as the anchors' `PIN=1` pins
+//! their parent to CPU 0).
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
@@ -59,6 +61,7 @@ const RATIOS: &[(&str, &str, &str)] = &[
 fn main() {
     aiop_core::init();
     floor::exit_if_noop_child();
+    report::pin_from_env();
     let prefixes: Vec<String> = std::env::args().skip(1).collect();
     let selected =
         |name: &str| prefixes.is_empty() || prefixes.iter().any(|p| name.starts_with(p.as_str()));

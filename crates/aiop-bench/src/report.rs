@@ -55,3 +55,24 @@ impl Results {
         }
     }
 }
+
+/// Pins this process to the CPU named by `AIOP_BENCH_PIN`, if set.
+#[allow(unsafe_code)]
+pub(crate) fn pin_from_env() {
+    let Ok(cpu) = std::env::var("AIOP_BENCH_PIN") else {
+        return;
+    };
+    let cpu: usize = cpu.parse().expect("AIOP_BENCH_PIN takes a CPU number");
+    // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes one bit inside `set`, for a CPU index it bounds-checks.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is this process.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(
+        r,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}

@@ -778,20 +778,28 @@ impl State {
             self.reply = Some(Reply::Missing);
             return;
         };
-        let _ = ctl.set_nonblocking(!blocking);
-        self.reply = Some(match fdpass::recv_frame(ctl, wire::MAX_FRAME) {
+        let read = if blocking {
+            fdpass::recv_frame
+        } else {
+            fdpass::try_recv_frame
+        };
+        self.reply = Some(match read(ctl, wire::MAX_FRAME) {
             Ok(Some(frame)) => Reply::Frame(frame),
             // End of stream, a cut-off reply, or garbage: no result.
             Ok(None) | Err(_) => Reply::Missing,
         });
     }
 
-    /// Reaps a child that has ended, then reads what it wrote.
+    /// Reaps a child whose status is ready, then reads what it wrote.
     fn collect_exit(&mut self, pidfd: &OwnedFd, ctl: Option<&UnixStream>) {
         if self.exit.is_some() {
             return;
         }
-        self.exit = Some(self.reaper.reap(pidfd).unwrap_or(Exit::Lost));
+        self.exit = match self.reaper.reap(pidfd) {
+            Ok(None) => return,
+            Ok(Some(exit)) => Some(exit),
+            Err(_) => Some(Exit::Lost),
+        };
         // Every byte the child wrote is in our socket buffer now.
         self.read_reply(ctl, false);
     }
@@ -881,7 +889,7 @@ impl<R: DeserializeOwned> Process<R> {
     /// Whether the child is still running (reaps it if it has ended).
     pub fn is_alive(&self) -> bool {
         let mut st = self.lock();
-        if st.exit.is_none() && reap::pidfd_exited(&self.pidfd) {
+        if st.exit.is_none() && reap::readable(st.reaper.ready_fd(&self.pidfd)) {
             st.collect_exit(&self.pidfd, self.ctl.as_ref());
         }
         st.exit.is_none()
@@ -991,7 +999,10 @@ impl<R: DeserializeOwned> Process<R> {
         while st.exit.is_none() {
             let want_reply = st.reply.is_none() && self.ctl.is_some();
             let (ctl_ready, exited) = {
-                let mut fds = vec![PollFd::new(&*self.pidfd, PollFlags::IN)];
+                let mut fds = vec![PollFd::from_borrowed_fd(
+                    st.reaper.ready_fd(&self.pidfd),
+                    PollFlags::IN,
+                )];
                 if want_reply {
                     fds.push(PollFd::new(
                         self.ctl.as_ref().expect("checked"),

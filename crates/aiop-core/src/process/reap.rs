@@ -7,7 +7,7 @@
 //! per-child status socket.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
@@ -58,21 +58,42 @@ pub(crate) enum Reaper {
     Direct,
     /// The fork server is the parent and reports on this socket.
     Server(UnixStream),
+    /// The fork server went away before reporting: only the pidfd is left.
+    Orphan,
 }
 
 impl Reaper {
-    /// Collects the status of a child whose pidfd is readable (it has ended).
-    pub(crate) fn reap(&mut self, pidfd: &OwnedFd) -> io::Result<Exit> {
+    /// The descriptor that becomes readable when the status can be collected:
+    /// the fork server's status socket, or the pidfd.
+    pub(crate) fn ready_fd<'a>(&'a self, pidfd: &'a OwnedFd) -> BorrowedFd<'a> {
         match self {
-            Reaper::Direct => wait_pidfd(pidfd),
+            Reaper::Server(sock) => sock.as_fd(),
+            Reaper::Direct | Reaper::Orphan => pidfd.as_fd(),
+        }
+    }
+
+    /// Collects the exit status once [`ready_fd`](Self::ready_fd) is readable;
+    /// `None` if the child turns out to be still running (its fork server
+    /// died, so the pidfd is watched from now on).
+    pub(crate) fn reap(&mut self, pidfd: &OwnedFd) -> io::Result<Option<Exit>> {
+        match self {
+            Reaper::Direct => wait_pidfd(pidfd).map(Some),
+            Reaper::Orphan => Ok(pidfd_exited(pidfd).then_some(Exit::Lost)),
             Reaper::Server(sock) => match fdpass::recv_frame(sock, 64) {
-                Ok(Some(f)) => Ok(Exit::from_wire(&f.payload)),
-                Ok(None) => Ok(Exit::Lost),
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Exit::Lost),
-                Err(e) => Err(e),
+                Ok(Some(f)) => Ok(Some(Exit::from_wire(&f.payload))),
+                Ok(None) | Err(_) => {
+                    *self = Reaper::Orphan;
+                    Ok(pidfd_exited(pidfd).then_some(Exit::Lost))
+                }
             },
         }
     }
+}
+
+/// Whether `fd` is readable now.
+pub(crate) fn readable(fd: BorrowedFd<'_>) -> bool {
+    let mut p = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+    matches!(poll(&mut p, Some(Instant::now())), Ok(n) if n > 0)
 }
 
 /// `waitid(P_PIDFD, WEXITED)` on a child of this process.
@@ -95,8 +116,7 @@ pub(crate) fn wait_pidfd(pidfd: &OwnedFd) -> io::Result<Exit> {
 
 /// Whether the process behind `pidfd` has ended (without waiting).
 pub(crate) fn pidfd_exited(pidfd: &OwnedFd) -> bool {
-    let mut p = [PollFd::new(pidfd, PollFlags::IN)];
-    matches!(poll(&mut p, Some(Instant::now())), Ok(n) if n > 0)
+    readable(pidfd.as_fd())
 }
 
 /// `poll(2)` until `deadline` (`None`: forever), retrying `EINTR`.

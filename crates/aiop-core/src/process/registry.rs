@@ -69,10 +69,9 @@ pub(super) fn detach(pid: u32, detached: Detached) {
 pub(super) fn reap_detached() {
     let mut list = children();
     list.retain_mut(|e| match &mut e.detached {
+        // The status is not wanted; reaping is the point.
         Some(d) if pidfd_exited(&e.pidfd) => {
-            // The status is not wanted; reaping is the point.
-            let _ = d.reaper.reap(&e.pidfd);
-            false
+            !matches!(d.reaper.reap(&e.pidfd), Ok(Some(_)) | Err(_))
         }
         _ => true,
     });

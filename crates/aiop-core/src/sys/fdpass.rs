@@ -78,22 +78,30 @@ pub fn send_frame(sock: &UnixStream, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) ->
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::Error::other("descriptor control buffer too small"));
     }
-    // The header goes out alone in the sendmsg that carries the descriptors.
-    let sent = loop {
-        match rustix::net::sendmsg(
-            sock.as_fd(),
-            &[IoSlice::new(&header)],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        ) {
+    // One sendmsg carries the header, the descriptors and as much of the
+    // payload as the socket takes; the rest follows with plain sends.
+    let mut iov = Vec::with_capacity(parts.len() + 1);
+    iov.push(IoSlice::new(&header));
+    iov.extend(
+        parts
+            .iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| IoSlice::new(p)),
+    );
+    let mut sent = loop {
+        match rustix::net::sendmsg(sock.as_fd(), &iov, &mut control, SendFlags::NOSIGNAL) {
             Ok(n) => break n,
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
     };
-    send_all(sock.as_fd(), &header[sent..])?;
-    for part in parts {
-        send_all(sock.as_fd(), part)?;
+    for chunk in std::iter::once(&header[..]).chain(parts.iter().copied()) {
+        if sent >= chunk.len() {
+            sent -= chunk.len();
+            continue;
+        }
+        send_all(sock.as_fd(), &chunk[sent..])?;
+        sent = 0;
     }
     Ok(())
 }
@@ -116,6 +124,20 @@ pub struct Frame {
 /// descriptors were truncated; `UnexpectedEof` when the stream ends inside a
 /// frame.
 pub fn recv_frame(sock: &UnixStream, max_len: usize) -> io::Result<Option<Frame>> {
+    recv_frame_with(sock, max_len, RecvFlags::empty())
+}
+
+/// [`recv_frame`] that fails with `WouldBlock` instead of waiting when no
+/// frame has begun (the rest of a begun frame is still read to its end).
+pub fn try_recv_frame(sock: &UnixStream, max_len: usize) -> io::Result<Option<Frame>> {
+    recv_frame_with(sock, max_len, RecvFlags::DONTWAIT)
+}
+
+fn recv_frame_with(
+    sock: &UnixStream,
+    max_len: usize,
+    flags: RecvFlags,
+) -> io::Result<Option<Frame>> {
     let mut header = [0u8; HEADER];
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -124,7 +146,7 @@ pub fn recv_frame(sock: &UnixStream, max_len: usize) -> io::Result<Option<Frame>
             sock.as_fd(),
             &mut [IoSliceMut::new(&mut header)],
             &mut control,
-            RecvFlags::CMSG_CLOEXEC,
+            RecvFlags::CMSG_CLOEXEC | flags,
         ) {
             Ok(m) => break m,
             Err(Errno::INTR) => continue,
