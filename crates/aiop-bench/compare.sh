@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# aiop-bench and the Python anchors in one run, so that the two can be quoted as ratios.
+# aiop-bench, the Rust peer procspawn and the Python anchors in one run, so that they can be
+# quoted as ratios.
 # Usage: crates/aiop-bench/compare.sh [NAME_PREFIX ...]   (default: spawn_join floor)
 # The Python side needs ../shared/anchors (or ANCHORS=dir) and installs aioprocessing and
 # aiomultiprocess into a venv under target/ on first use.
@@ -12,6 +13,16 @@ prefixes=("$@")
 cargo build --release -q -p aiop-bench
 echo "# aiop-bench ${prefixes[*]}"
 ./target/release/aiop-bench "${prefixes[@]}"
+
+# The Rust peer for process start: procspawn (re-exec, like Spawn).
+want_spawn=""
+for p in "${prefixes[@]}"; do case "$p" in spawn_join*) want_spawn=1;; esac; done
+if [ -n "$want_spawn" ] && [ -d "$anchors/rust-peers/procspawn" ]; then
+  root=$(pwd)
+  (cd "$anchors/rust-peers/procspawn" && CARGO_TARGET_DIR="$root/target/anchors" cargo build --release --locked -q)
+  echo "# rust peer: procspawn"
+  SPAWN_ITERS=${SPAWN_ITERS:-200} POOL_ITERS=${POOL_ITERS:-500} target/anchors/release/peer-procspawn | grep '^RESULT'
+fi
 
 if [ -f "$anchors/python/bench.py" ]; then
   venv=${VENV:-target/anchor-venv}
