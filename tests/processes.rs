@@ -544,3 +544,21 @@ fn a_child_fed_a_garbage_start_message_reports_it_and_exits() {
     drop(ours);
     assert_eq!(child.wait().unwrap().code(), Some(70));
 }
+
+#[test]
+fn a_process_that_skipped_init_refuses_to_spawn() {
+    fn pretend_init_was_skipped(_: ()) -> String {
+        // What a re-executed child that never reached `aiop::init()` looks like.
+        // SAFETY: no other thread of this child reads the environment.
+        unsafe { std::env::set_var("AIOP_CHILD", "1") };
+        match Process::spawn(triple, 1) {
+            Err(e) => e.to_string(),
+            Ok(_) => "spawned".into(),
+        }
+    }
+    let msg = Process::spawn(pretend_init_was_skipped, ())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(msg.contains("never called aiop::init()"), "{msg}");
+}

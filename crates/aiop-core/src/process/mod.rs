@@ -231,6 +231,13 @@ pub enum ProcessError {
     /// deserialize, its result did not serialize, the executable changed).
     Failed(String),
     /// The child exited with this code without returning a result.
+    ///
+    /// Besides a function that calls `std::process::exit`, this is what a
+    /// Spawn child reports when the program does not call
+    /// [`init`] first thing in `main` (a test crate: when it lacks
+    /// [`test_support!`](crate::test_support)): the child then ran the
+    /// program from the start instead of the function, and its own spawns
+    /// failed with [`ProcessError::Failed`].
     Exited(i32),
     /// A signal (this number) ended the child before it returned a result.
     Signaled(i32),
@@ -299,7 +306,7 @@ impl fmt::Display for ProcessError {
             ProcessError::Failed(m) => f.write_str(m),
             ProcessError::Exited(c) => write!(
                 f,
-                "the child exited with code {c} before returning a result (a program that spawns must call aiop::init() first thing in main, and a test crate needs aiop::test_support!())"
+                "the child exited with code {c} before returning a result"
             ),
             ProcessError::Signaled(s) => {
                 write!(f, "the child was ended by signal {s} ({})", signal_name(*s))
