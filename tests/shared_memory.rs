@@ -284,3 +284,102 @@ fn more_handles_than_a_message_can_carry_is_an_error_not_a_hang() {
     let mut p = Process::spawn(|v: Vec<Segment>| v.len(), segs[..253].to_vec()).unwrap();
     assert_eq!(p.join().unwrap(), 253);
 }
+
+// ---------------------------------------------------------------------------
+// EINTR
+
+static SIGNALS_SEEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn count_signal(_: libc::c_int) {
+    SIGNALS_SEEN.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Whether thread `tid` of this process is inside system call `nr` now.
+fn in_syscall(tid: i32, nr: libc::c_long) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+        .is_ok_and(|s| s.split_whitespace().next() == Some(&nr.to_string()))
+}
+
+/// Waits (with a deadline) until `cond` holds.
+fn until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + GENEROUS;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::yield_now();
+    }
+}
+
+/// Interrupts a thread blocked in `syscall` with signals whose handler has no
+/// SA_RESTART (so the kernel returns EINTR), then wakes it for real.
+fn interrupt_then_wake(
+    word: &'static std::sync::atomic::AtomicU32,
+    syscall: libc::c_long,
+    wait: fn(&std::sync::atomic::AtomicU32) -> bool,
+) {
+    // SAFETY: installs a handler that only touches an atomic; no SA_RESTART on purpose.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        tx.send((
+            rustix::thread::gettid().as_raw_nonzero().get(),
+            unsafe_pthread_self(),
+        ))
+        .unwrap();
+        wait(word)
+    });
+    let (tid, pthread) = rx.recv().unwrap();
+    let before = SIGNALS_SEEN.load(Ordering::SeqCst);
+    for round in 1..=3 {
+        until("the waiter sleeps in the futex call", || {
+            in_syscall(tid, syscall)
+        });
+        // SAFETY: `pthread` is a live thread of this process (it has not returned).
+        assert_eq!(unsafe { libc::pthread_kill(pthread, libc::SIGUSR1) }, 0);
+        until("the signal was handled", || {
+            SIGNALS_SEEN.load(Ordering::SeqCst) >= before + round
+        });
+    }
+    until("the waiter sleeps again after the signals", || {
+        in_syscall(tid, syscall)
+    });
+    word.store(1, Ordering::SeqCst);
+    futex::wake_all(word).unwrap();
+    assert!(
+        waiter.join().unwrap(),
+        "the wait returned before the word changed"
+    );
+}
+
+fn unsafe_pthread_self() -> libc::pthread_t {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() }
+}
+
+#[test]
+fn futex_waits_retry_eintr() {
+    static WORD: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static WORD_V: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    // One `wait` call, no caller loop: EINTR must be retried inside it.
+    interrupt_then_wake(&WORD, libc::SYS_futex, |w| {
+        let r = futex::wait(w, 0, Timeout::After(GENEROUS)).unwrap();
+        r != Wake::TimedOut && w.load(Ordering::SeqCst) == 1
+    });
+    interrupt_then_wake(&WORD_V, libc::SYS_futex_waitv, |w| {
+        let r = futex::waitv(&[(w, 0)], Timeout::After(GENEROUS)).unwrap();
+        r != WakeV::TimedOut && w.load(Ordering::SeqCst) == 1
+    });
+}
+
+#[test]
+fn handles_and_processes_are_send_sync() {
+    fn shared_handle<T: Clone + Send + Sync + serde::Serialize + serde::de::DeserializeOwned>() {}
+    fn send_sync<T: Send + Sync>() {}
+    shared_handle::<Slot>();
+    shared_handle::<Segment>();
+    send_sync::<Process<u32>>();
+}
