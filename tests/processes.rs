@@ -545,20 +545,32 @@ fn a_child_fed_a_garbage_start_message_reports_it_and_exits() {
     assert_eq!(child.wait().unwrap().code(), Some(70));
 }
 
+/// Runs only when started by the test below: a process that has aiop's
+/// child marker in its environment but never went through `aiop::init()`
+/// (a program that forgot to call it).
+#[test]
+fn skipped_init_probe() {
+    if std::env::var_os("AIOP_SKIPPED_INIT_PROBE").is_none() {
+        return;
+    }
+    let err = Process::spawn(triple, 1).unwrap_err();
+    assert!(
+        err.to_string().contains("never called aiop::init()"),
+        "{err}"
+    );
+    std::process::exit(42)
+}
+
 #[test]
 fn a_process_that_skipped_init_refuses_to_spawn() {
-    fn pretend_init_was_skipped(_: ()) -> String {
-        // What a re-executed child that never reached `aiop::init()` looks like.
-        // SAFETY: no other thread of this child reads the environment.
-        unsafe { std::env::set_var("AIOP_CHILD", "1") };
-        match Process::spawn(triple, 1) {
-            Err(e) => e.to_string(),
-            Ok(_) => "spawned".into(),
-        }
-    }
-    let msg = Process::spawn(pretend_init_was_skipped, ())
-        .unwrap()
-        .join()
+    use std::process::{Command, Stdio};
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["skipped_init_probe", "--exact", "--test-threads=1", "-q"])
+        .env("AIOP_CHILD", "1")
+        .env("AIOP_SKIPPED_INIT_PROBE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
         .unwrap();
-    assert!(msg.contains("never called aiop::init()"), "{msg}");
+    assert_eq!(status.code(), Some(42), "the probe did not see the refusal");
 }

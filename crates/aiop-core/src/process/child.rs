@@ -3,7 +3,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use rustix::fs::{Mode, OFlags};
 
@@ -21,11 +22,13 @@ const EXIT_BOOT: i32 = 70;
 /// Exit code of a child whose function panicked or could not be called.
 const EXIT_FAILED: i32 = 1;
 
-/// The test-harness entry, `<module path>::__aiop_child_entry`, set by
-/// `test_support!()` from a constructor (a plain store: no allocation, no
-/// std services, before `main`).
-static TEST_ENTRY_PTR: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
-static TEST_ENTRY_LEN: AtomicUsize = AtomicUsize::new(0);
+/// The module path of the crate's `test_support!()`, set from a constructor
+/// before `main` (`OnceLock::set` neither allocates nor needs std's runtime).
+static TEST_MODULE: OnceLock<&'static str> = OnceLock::new();
+
+/// Whether this process was started by aiop and `init()` took over: spawns
+/// are refused in a re-executed child that never reached `init()`.
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
 
 /// This process's own control socket, if it is a child (closed in forked
 /// grandchildren, which must not hold their grandparent's line open).
@@ -33,31 +36,22 @@ static OWN_CTL: AtomicI32 = AtomicI32::new(-1);
 
 #[doc(hidden)]
 pub fn __enable_test_mode(module_path: &'static str) {
-    TEST_ENTRY_LEN.store(module_path.len(), Ordering::Relaxed);
-    TEST_ENTRY_PTR.store(module_path.as_ptr().cast_mut(), Ordering::Release);
+    let _ = TEST_MODULE.set(module_path);
 }
 
 /// The libtest filter that selects the child entry, in test binaries.
 pub(crate) fn test_entry() -> Option<String> {
-    let ptr = TEST_ENTRY_PTR.load(Ordering::Acquire);
-    if ptr.is_null() {
-        return None;
-    }
-    let len = TEST_ENTRY_LEN.load(Ordering::Relaxed);
-    // The module path was stored from a `&'static str`; rebuild it safely by
-    // copying from the str we can reach again only through these two atomics.
-    let path = static_str(ptr, len);
+    let path = TEST_MODULE.get()?;
     // libtest names tests by their path inside the crate, without the crate.
-    let inner = path.split_once("::").map_or("", |(_, rest)| rest);
-    Some(if inner.is_empty() {
-        "__aiop_child_entry".to_string()
-    } else {
-        format!("{inner}::__aiop_child_entry")
+    Some(match path.split_once("::") {
+        Some((_, inner)) => format!("{inner}::__aiop_child_entry"),
+        None => "__aiop_child_entry".to_string(),
     })
 }
 
-fn static_str(ptr: *mut u8, len: usize) -> &'static str {
-    crate::sys::proc::static_str(ptr, len)
+/// Whether this process is a re-executed child that never reached `init()`.
+pub(crate) fn skipped_init() -> bool {
+    !INITIALIZED.load(Ordering::Relaxed) && std::env::var_os(ENV_CHILD).is_some()
 }
 
 pub(crate) fn own_ctl() -> Option<i32> {
@@ -84,10 +78,23 @@ pub(crate) fn own_ctl() -> Option<i32> {
 /// // ... the program, which may spawn processes ...
 /// ```
 pub fn init() {
-    if std::env::var_os(ENV_CHILD).is_none() {
+    if std::env::var_os(ENV_CHILD).is_none() || INITIALIZED.load(Ordering::Relaxed) {
         return;
     }
-    proc::remove_env(ENV_CHILD);
+    if proc::secure_execution() {
+        // A setuid or setcap program must not let its environment choose code
+        // to run: it is never an aiop child.
+        return;
+    }
+    INITIALIZED.store(true, Ordering::Relaxed);
+    // So that the child's own plain `Command`s do not inherit the marker.
+    // Changing the environment is only sound while no other thread can read
+    // it: at the top of `main`, or in the test harness's child entry (whose
+    // main thread is parked). Otherwise the variable stays; `INITIALIZED`
+    // keeps this process's own spawns working.
+    if TEST_MODULE.get().is_some() || proc::thread_count().is_ok_and(|n| n == 1) {
+        proc::remove_env(ENV_CHILD);
+    }
     let ctl = match take_stdin() {
         Ok(fd) => fd,
         Err(e) => {
@@ -250,12 +257,37 @@ fn reply(sock: &UnixStream, entry: Entry, daemon: bool, outcome: Outcome) -> ! {
         Outcome::Failed(m) => (wire::REPLY_FAILED, m.into_bytes(), EXIT_FAILED, None),
     };
     let fds = out.as_ref().map(|o| o.fds()).unwrap_or_default();
-    if let Err(e) = fdpass::send_frame(sock, &[&[tag], &body], &fds) {
-        // The parent is gone or the reply cannot be framed; nothing to tell.
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            eprintln!("aiop: a child could not send its result: {e}");
+    let too_big = if fds.len() > fdpass::MAX_FDS {
+        Some(format!(
+            "the result holds {} descriptors; a message carries at most {}",
+            fds.len(),
+            fdpass::MAX_FDS
+        ))
+    } else if body.len() >= wire::MAX_FRAME {
+        Some(format!(
+            "the result takes {} bytes, over the limit of {} (put large data in shared memory)",
+            body.len(),
+            wire::MAX_FRAME - 1
+        ))
+    } else {
+        None
+    };
+    let sent = match too_big {
+        Some(msg) => {
+            fdpass::send_frame(sock, &[&[wire::REPLY_FAILED], msg.as_bytes()], &[]).map(|()| false)
+        }
+        None => fdpass::send_frame(sock, &[&[tag], &body], &fds).map(|()| true),
+    };
+    drop(fds);
+    match sent {
+        Ok(true) => end(entry, code),
+        Ok(false) => end(entry, EXIT_FAILED),
+        Err(e) => {
+            // The parent is gone (or stopped reading); nothing to tell it.
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                eprintln!("aiop: a child could not send its result: {e}");
+            }
+            end(entry, EXIT_FAILED)
         }
     }
-    drop(fds);
-    end(entry, code)
 }

@@ -540,12 +540,16 @@ impl Builder {
         R: Serialize + DeserializeOwned,
     {
         registry::reap_detached();
-        if std::env::var_os(child::ENV_CHILD).is_some() {
+        if child::skipped_init() {
             return Err(ProcessError::Failed(
                 "this process was started by aiop but never called aiop::init() (call it first thing in main, or use aiop::test_support!() in tests); refusing to spawn".into(),
             ));
         }
         let method = self.method.unwrap_or_else(start_method);
+        if method.0 == Method::Fork {
+            // Refuse before anything is encoded or started.
+            fork_allowed()?;
+        }
         // Encode everything first: a failure here starts nothing.
         let mut out = Outbound::default();
         let mut init_args = Vec::new();
@@ -580,6 +584,17 @@ impl Builder {
             format!("Process-{}", parts.join(":"))
         });
 
+        let mut args = init_args;
+        args.extend_from_slice(&call_args);
+        drop(call_args);
+        let mut start = Start::new(Role::Call, name.clone(), ident.clone(), self.daemon)?;
+        start.init = init;
+        start.call = Some(call);
+        start.stdout_attached = method == StartMethod::SPAWN && child::test_entry().is_some();
+        start
+            .check_fits(&args, &out)
+            .map_err(|e| ProcessError::Encode(e.to_string()))?;
+
         let (ctl, launch) = match method.0 {
             Method::Spawn => {
                 let (pid, pidfd, ctl) = exec_child()?;
@@ -597,13 +612,6 @@ impl Builder {
                 (ctl, Launch::Ready(pid, pidfd))
             }
         };
-        let mut args = init_args;
-        args.extend_from_slice(&call_args);
-        drop(call_args);
-        let mut start = Start::new(Role::Call, name.clone(), ident.clone(), self.daemon)?;
-        start.init = init;
-        start.call = Some(call);
-        start.stdout_attached = method == StartMethod::SPAWN && child::test_entry().is_some();
         // Sent before the fork server has answered: the child reads it when born.
         let sent = start.send(&ctl, &args, &out);
         drop(out);
@@ -628,15 +636,7 @@ impl Builder {
             closed: false,
             _result: PhantomData,
         };
-        let mut fds = vec![process.ctl.as_ref().map_or(-1, |c| c.as_raw_fd())];
-        if let Reaper::Server(s) = &process
-            .state
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .reaper
-        {
-            fds.push(s.as_raw_fd());
-        }
+        let fds = process.parent_fds();
         registry::add(process.info.clone(), process.pidfd.clone(), fds);
         if let Err(e) = sent {
             // The child cannot have its start message: make sure it sees the
@@ -679,6 +679,32 @@ impl Start {
         })
     }
 
+    /// Checks, before anything is started, that the message can be framed:
+    /// its size and its number of descriptors are within the limits.
+    fn check_fits(&self, args: &[u8], out: &Outbound) -> io::Result<()> {
+        let n = out.fds().len();
+        if n > fdpass::MAX_FDS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the arguments hold {n} descriptors; a message carries at most {}",
+                    fdpass::MAX_FDS
+                ),
+            ));
+        }
+        let limit = wire::MAX_FRAME - 4096;
+        if args.len() > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the arguments take {} bytes, over the limit of {limit} (put large data in shared memory)",
+                    args.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Sends this message: the header, then `args` (the initializer's and
     /// the function's arguments, back to back) with `out`'s descriptors,
     /// then, if `stdout_attached`, a frame carrying this process's stdout.
@@ -717,13 +743,18 @@ fn exec_child() -> io::Result<(u32, OwnedFd, UnixStream)> {
     }
     cmd.env(child::ENV_CHILD, "1")
         .stdin(Stdio::from(OwnedFd::from(theirs)));
-    let spawned = cmd.spawn()?;
+    let mut spawned = cmd.spawn()?;
     drop(cmd);
     let pid = spawned.id();
-    // Not waited through `Child`: the pidfd reaps it.
-    drop(spawned);
-    let pidfd = open_pidfd(pid)?;
-    Ok((pid, pidfd, ours))
+    match open_pidfd(pid) {
+        // Not waited through `Child` from here on: the pidfd reaps it.
+        Ok(pidfd) => Ok((pid, pidfd, ours)),
+        Err(e) => {
+            let _ = spawned.kill();
+            let _ = spawned.wait();
+            Err(e)
+        }
+    }
 }
 
 fn open_pidfd(pid: u32) -> io::Result<OwnedFd> {
@@ -734,9 +765,19 @@ fn open_pidfd(pid: u32) -> io::Result<OwnedFd> {
 }
 
 /// The fork start method: fork this process, after checking it has one thread.
+/// Refuses the fork method unless this process has exactly one thread.
+fn fork_allowed() -> Result<(), ProcessError> {
+    match crate::sys::proc::thread_count()? {
+        1 => Ok(()),
+        threads => Err(ProcessError::ForkRefused { threads }),
+    }
+}
+
 fn fork_child() -> Result<(u32, OwnedFd, UnixStream), ProcessError> {
     use crate::sys::proc::{ForkError, Forked};
     let (ours, theirs) = UnixStream::pair()?;
+    // Whatever sits in our stdout buffer would be written twice otherwise.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     // Descriptors of this process's other children and of its own parent
     // line, which the forked child must not keep open.
     let mut extra = forkserver::server_fds();
@@ -753,8 +794,16 @@ fn fork_child() -> Result<(u32, OwnedFd, UnixStream), ProcessError> {
         }
         Ok(Forked::Parent(pid)) => {
             drop(theirs);
-            let pidfd = open_pidfd(pid as u32)?;
-            Ok((pid as u32, pidfd, ours))
+            match open_pidfd(pid as u32) {
+                Ok(pidfd) => Ok((pid as u32, pidfd, ours)),
+                Err(e) => {
+                    // The child reads end-of-file instead of a start message
+                    // and exits; reap it.
+                    drop(ours);
+                    crate::sys::proc::wait_pid(pid);
+                    Err(e.into())
+                }
+            }
         }
     }
 }
@@ -792,8 +841,13 @@ impl State {
         };
         self.reply = Some(match read(ctl, wire::MAX_FRAME) {
             Ok(Some(frame)) => Reply::Frame(frame),
-            // End of stream, a cut-off reply, or garbage: no result.
-            Ok(None) | Err(_) => Reply::Missing,
+            // End of stream, a cut-off reply, or garbage (an oversized one,
+            // say): no result. Stop reading for good, so that a child still
+            // writing gets EPIPE instead of blocking forever.
+            Ok(None) | Err(_) => {
+                let _ = ctl.shutdown(std::net::Shutdown::Read);
+                Reply::Missing
+            }
         });
     }
 
@@ -986,8 +1040,27 @@ impl<R: DeserializeOwned> Process<R> {
             .unwrap_or_else(|e| e.into_inner())
             .reply = None;
         self.closed = true;
-        registry::remove(self.info.pid);
+        // The pidfd (and any status socket) stay open until the handle is
+        // dropped, so the registry keeps them for forked children to close.
+        let fds = self.parent_fds();
+        registry::set_fds(&self.pidfd, fds);
         Ok(())
+    }
+
+    /// The parent-side descriptors of this child that a forked child must
+    /// close (besides the pidfd): the control socket and any status socket.
+    fn parent_fds(&mut self) -> Vec<std::os::fd::RawFd> {
+        let mut fds: Vec<_> = self.ctl.iter().map(|c| c.as_raw_fd()).collect();
+        match &self
+            .state
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .reaper
+        {
+            Reaper::Server(s) | Reaper::Orphan(s) => fds.push(s.as_raw_fd()),
+            Reaper::Direct => {}
+        }
+        fds
     }
 
     fn usable(&self) -> Result<(), ProcessError> {
@@ -1077,16 +1150,18 @@ impl<R: DeserializeOwned> Process<R> {
 
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         if st.exit.is_none() && !reap::pidfd_exited(&self.pidfd) {
             // Still running: keep its line open (a daemon lives as long as
-            // its parent) and reap it later.
+            // its parent) and reap it later. Nobody will read its reply, so
+            // let a large one fail instead of blocking the child forever
+            // (this does not raise a daemon's hang-up signal).
+            if let Some(ctl) = &self.ctl {
+                let _ = ctl.shutdown(std::net::Shutdown::Read);
+            }
             let reaper = std::mem::replace(&mut st.reaper, Reaper::Direct);
             registry::detach(
-                self.info.pid,
+                &self.pidfd,
                 registry::Detached {
                     _ctl: self.ctl.take(),
                     reaper,
@@ -1097,6 +1172,6 @@ impl<R> Drop for Process<R> {
         if st.exit.is_none() {
             let _ = st.reaper.reap(&self.pidfd);
         }
-        registry::remove(self.info.pid);
+        registry::remove(&self.pidfd);
     }
 }

@@ -59,7 +59,9 @@ pub(crate) enum Reaper {
     /// The fork server is the parent and reports on this socket.
     Server(UnixStream),
     /// The fork server went away before reporting: only the pidfd is left.
-    Orphan,
+    /// (The dead server's socket is kept open until the handle goes, so that
+    /// the descriptor numbers the registry recorded stay valid.)
+    Orphan(#[allow(dead_code)] UnixStream),
 }
 
 impl Reaper {
@@ -68,7 +70,7 @@ impl Reaper {
     pub(crate) fn ready_fd<'a>(&'a self, pidfd: &'a OwnedFd) -> BorrowedFd<'a> {
         match self {
             Reaper::Server(sock) => sock.as_fd(),
-            Reaper::Direct | Reaper::Orphan => pidfd.as_fd(),
+            Reaper::Direct | Reaper::Orphan(_) => pidfd.as_fd(),
         }
     }
 
@@ -78,11 +80,14 @@ impl Reaper {
     pub(crate) fn reap(&mut self, pidfd: &OwnedFd) -> io::Result<Option<Exit>> {
         match self {
             Reaper::Direct => wait_pidfd(pidfd).map(Some),
-            Reaper::Orphan => Ok(pidfd_exited(pidfd).then_some(Exit::Lost)),
+            Reaper::Orphan(_) => Ok(pidfd_exited(pidfd).then_some(Exit::Lost)),
             Reaper::Server(sock) => match fdpass::recv_frame(sock, 64) {
                 Ok(Some(f)) => Ok(Some(Exit::from_wire(&f.payload))),
                 Ok(None) | Err(_) => {
-                    *self = Reaper::Orphan;
+                    let Reaper::Server(sock) = std::mem::replace(self, Reaper::Direct) else {
+                        unreachable!("matched Server above")
+                    };
+                    *self = Reaper::Orphan(sock);
                     Ok(pidfd_exited(pidfd).then_some(Exit::Lost))
                 }
             },

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::ProcessInfo;
-use super::reap::{Reaper, pidfd_exited};
+use super::reap::{Reaper, pidfd_exited, readable};
 
 /// A child whose handle was dropped while it ran: kept so that its control
 /// socket stays open (a daemon child lives as long as its parent) and so that
@@ -40,6 +40,8 @@ pub(super) fn next_number() -> u32 {
     COUNTER.fetch_add(1, Ordering::Relaxed) + 1
 }
 
+/// Records a child. `fds` are the parent-side descriptors a forked child
+/// must close besides the pidfd (control socket, status socket).
 pub(super) fn add(info: ProcessInfo, pidfd: Arc<OwnedFd>, fds: Vec<RawFd>) {
     let mut fds = fds;
     fds.push(pidfd.as_raw_fd());
@@ -51,26 +53,39 @@ pub(super) fn add(info: ProcessInfo, pidfd: Arc<OwnedFd>, fds: Vec<RawFd>) {
     });
 }
 
-/// Forgets a child that was joined or closed through its handle.
-pub(super) fn remove(pid: u32) {
-    children().retain(|e| e.info.pid() != pid);
+/// The entry of the child behind `pidfd` (pids can be reused; pidfds cannot).
+fn find<'a>(list: &'a mut [Entry], pidfd: &Arc<OwnedFd>) -> Option<&'a mut Entry> {
+    list.iter_mut().find(|e| Arc::ptr_eq(&e.pidfd, pidfd))
+}
+
+/// Replaces the descriptors recorded for a child (some were closed).
+pub(super) fn set_fds(pidfd: &Arc<OwnedFd>, fds: Vec<RawFd>) {
+    if let Some(e) = find(&mut children(), pidfd) {
+        e.fds = fds;
+        e.fds.push(pidfd.as_raw_fd());
+    }
+}
+
+/// Forgets a child whose handle is going away after it ended.
+pub(super) fn remove(pidfd: &Arc<OwnedFd>) {
+    children().retain(|e| !Arc::ptr_eq(&e.pidfd, pidfd));
 }
 
 /// Keeps a still-running child whose handle is being dropped.
-pub(super) fn detach(pid: u32, detached: Detached) {
-    let mut list = children();
-    if let Some(e) = list.iter_mut().find(|e| e.info.pid() == pid) {
+pub(super) fn detach(pidfd: &Arc<OwnedFd>, detached: Detached) {
+    if let Some(e) = find(&mut children(), pidfd) {
         e.detached = Some(detached);
     }
 }
 
 /// Reaps detached children that have ended. Called on every spawn and by
-/// `active_children()`, as Python's `multiprocessing` does.
+/// `active_children()`, as Python's `multiprocessing` does. Never blocks: a
+/// child is reaped only once its status is ready.
 pub(super) fn reap_detached() {
     let mut list = children();
     list.retain_mut(|e| match &mut e.detached {
-        // The status is not wanted; reaping is the point.
-        Some(d) if pidfd_exited(&e.pidfd) => {
+        Some(d) if readable(d.reaper.ready_fd(&e.pidfd)) => {
+            // The status is not wanted; reaping is the point.
             !matches!(d.reaper.reap(&e.pidfd), Ok(Some(_)) | Err(_))
         }
         _ => true,

@@ -91,10 +91,9 @@ pub(crate) fn exit_now(code: i32) -> ! {
 /// child's own spawns do not look like children of children.
 pub(crate) fn remove_env(key: &str) {
     // SAFETY: `set_var`/`remove_var` are unsafe because another thread may
-    // read the environment concurrently. `init()` runs at the top of `main`
-    // (or in the test harness's child entry, while the harness's main thread
-    // is blocked waiting for that test), before the child's user code starts
-    // any thread of its own.
+    // read the environment concurrently. `init()` calls this only when the
+    // process has one thread, or in the test harness's child entry, while the
+    // harness's main thread is parked waiting for that test.
     unsafe { std::env::remove_var(key) }
 }
 
@@ -169,13 +168,18 @@ pub(crate) fn close_inherited(fd: std::os::fd::RawFd) {
     drop(unsafe { OwnedFd::from_raw_fd(fd) });
 }
 
-/// Rebuilds the `&'static str` that `__enable_test_mode` stored as a pointer
-/// and a length (two atomics, so that a constructor can store it without
-/// allocating or locking).
-pub(crate) fn static_str(ptr: *mut u8, len: usize) -> &'static str {
-    // SAFETY: `ptr` and `len` were taken from a `&'static str` (a
-    // `module_path!()` literal) by `__enable_test_mode`, the only writer, so
-    // they describe live, immutable bytes for the rest of the program.
-    let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(ptr, len) };
-    std::str::from_utf8(bytes).unwrap_or_default()
+/// Whether this process runs with elevated privileges (setuid, setgid or
+/// file capabilities): the kernel's `AT_SECURE`.
+pub(crate) fn secure_execution() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector the kernel passed.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
+}
+
+/// Waits for (reaps) child `pid`, retrying `EINTR`; errors are ignored.
+pub(crate) fn wait_pid(pid: i32) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        while let Err(rustix::io::Errno::INTR) =
+            rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty())
+        {}
+    }
 }
