@@ -574,3 +574,19 @@ fn a_process_that_skipped_init_refuses_to_spawn() {
         .unwrap();
     assert_eq!(status.code(), Some(42), "the probe did not see the refusal");
 }
+
+#[test]
+fn a_dropped_handle_does_not_leave_its_child_blocked_on_a_large_reply() {
+    fn big(_: ()) -> Vec<u8> {
+        vec![7; 16 << 20]
+    }
+    let p = Process::spawn(big, ()).unwrap();
+    let watch = p.sentinel().try_clone_to_owned().unwrap();
+    // Nobody will read the 16 MiB reply: the child must still be able to end.
+    drop(p);
+    assert!(
+        ends_within(&watch, GENEROUS),
+        "the child is stuck writing its reply"
+    );
+    process::active_children();
+}

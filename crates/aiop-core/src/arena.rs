@@ -73,11 +73,13 @@ fn is_arena(seg: &Segment) -> bool {
 /// Claims a free slot of `seg`, if it has one.
 fn claim(seg: &Segment) -> Option<usize> {
     (0..SLOTS).find(|&i| {
-        // Acquire: whatever the last holder wrote before its Release
-        // decrement happens-before our zeroing below.
-        count(seg, i)
-            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+        let c = count(seg, i);
+        // A plain load first skips taken slots without a locked instruction.
+        // Acquire on the exchange: whatever the last holder wrote before its
+        // Release decrement happens-before our zeroing below.
+        c.load(Ordering::Relaxed) == 0
+            && c.compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
     })
 }
 

@@ -108,6 +108,7 @@ impl Segment {
         if let Some(inner) = reg.get(&key).and_then(Weak::upgrade) {
             return Ok(Segment { inner });
         }
+        mem::check_sealed(&fd)?;
         let map = Mapping::map(&fd, len)?;
         let inner = Arc::new(Inner { key, map, fd });
         reg.insert(key, Arc::downgrade(&inner));
@@ -179,5 +180,33 @@ impl<'de> Deserialize<'de> for Segment {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Segment, D::Error> {
         let index = u32::deserialize(deserializer)?;
         transfer::segment_at(index).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::MemfdFlags;
+
+    #[test]
+    fn an_unsealed_descriptor_is_refused() {
+        // What a buggy or hostile peer could send: a memfd it may still truncate.
+        let fd = rustix::fs::memfd_create("not-aiop", MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 4096).unwrap();
+        let err = Segment::from_fd(fd).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        // A descriptor that is no memfd at all.
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let err = Segment::from_fd(OwnedFd::from(a)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    #[test]
+    fn a_segment_received_twice_shares_one_mapping() {
+        let seg = Segment::new(8192).unwrap();
+        let dup = seg.inner.fd.try_clone().unwrap();
+        let again = Segment::from_fd(dup).unwrap();
+        assert_eq!(again.as_ptr(), seg.as_ptr());
+        assert!(again.same_as(&seg));
     }
 }

@@ -69,12 +69,10 @@ pub(super) fn request(ctl_child: OwnedFd) -> Result<Pending, ProcessError> {
     let me = std::process::id();
     for attempt in 0..2 {
         if guard.as_ref().is_none_or(|s| s.owner != me) {
-            if let Some(old) = guard.take() {
-                if old.owner == me {
-                    let _ = wait_pidfd(&old.pidfd);
-                } else {
-                    std::mem::forget(old);
-                }
+            if let Some(inherited) = guard.take() {
+                // A server inherited through a fork belongs to the parent:
+                // its descriptors were closed in this child already.
+                std::mem::forget(inherited);
             }
             *guard = Some(start()?);
         }

@@ -438,8 +438,8 @@ type InitEncoder = Arc<dyn Fn(&mut Vec<u8>, &mut Outbound) -> io::Result<()> + S
 
 #[derive(Clone)]
 struct Initializer {
-    trampoline: i64,
-    function: i64,
+    /// (trampoline, function), or why the function cannot be called in a child.
+    offsets: Result<(i64, i64), String>,
     encode: InitEncoder,
 }
 
@@ -511,11 +511,10 @@ impl Builder {
     where
         I: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let (trampoline, function) = call::offsets(f);
+        let offsets = call::offsets(f);
         let args = Arc::new(args);
         self.init = Some(Initializer {
-            trampoline,
-            function,
+            offsets,
             encode: Arc::new(move |buf, out| transfer::encode(&*args, buf, out)),
         });
         self
@@ -550,16 +549,21 @@ impl Builder {
             // Refuse before anything is encoded or started.
             fork_allowed()?;
         }
-        // Encode everything first: a failure here starts nothing.
+        // Check and encode everything first: a failure here starts nothing.
+        let (trampoline, function) = call::offsets(f).map_err(ProcessError::Failed)?;
         let mut out = Outbound::default();
         let mut init_args = Vec::new();
         let init = match &self.init {
             Some(i) => {
+                let (trampoline, function) = i
+                    .offsets
+                    .clone()
+                    .map_err(|m| ProcessError::Failed(format!("initializer: {m}")))?;
                 (i.encode)(&mut init_args, &mut out)
                     .map_err(|e| ProcessError::Encode(format!("initializer: {e}")))?;
                 Some(Call {
-                    trampoline: i.trampoline,
-                    function: i.function,
+                    trampoline,
+                    function,
                     args_len: init_args.len() as u64,
                 })
             }
@@ -569,7 +573,6 @@ impl Builder {
         transfer::encode(&args, &mut call_args, &mut out)
             .map_err(|e| ProcessError::Encode(e.to_string()))?;
         drop(args);
-        let (trampoline, function) = call::offsets(f);
         let call = Call {
             trampoline,
             function,

@@ -49,18 +49,47 @@ fn anchor_addr() -> isize {
     anchor as fn() as usize as isize
 }
 
+/// The base address of the loaded object (the executable or a shared
+/// library) that contains `addr`, as the dynamic linker reports it.
+fn object_base(addr: usize) -> Option<usize> {
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: dladdr only reads the dynamic linker's tables and writes the
+    // `Dl_info` it is given, which lives for the call.
+    let found = unsafe { libc::dladdr(addr as *const libc::c_void, info.as_mut_ptr()) };
+    if found == 0 {
+        return None;
+    }
+    // SAFETY: dladdr returned non-zero, so it filled in `info` (dladdr(3)).
+    let info = unsafe { info.assume_init() };
+    Some(info.dli_fbase as usize)
+}
+
 /// The (trampoline, function) offsets of `f` relative to the anchor.
-pub(crate) fn offsets<A, R>(f: fn(A) -> R) -> (i64, i64)
+///
+/// # Errors
+///
+/// When `f` lives in another loaded object than this crate (a shared
+/// library loaded at its own address): its offset would mean nothing in
+/// the child.
+pub(crate) fn offsets<A, R>(f: fn(A) -> R) -> Result<(i64, i64), String>
 where
     A: DeserializeOwned,
     R: Serialize,
 {
+    static ANCHOR_OBJECT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    let anchor_object = *ANCHOR_OBJECT.get_or_init(|| object_base(anchor_addr() as usize));
+    if object_base(f as usize) != anchor_object {
+        return Err(
+            "the function lives in a shared library, not in the executable with aiop: a child can only be started on a function linked into the program itself"
+                .into(),
+        );
+    }
     let t: Trampoline = trampoline::<A, R>;
     let base = anchor_addr();
-    (
+    Ok((
         (t as usize as isize - base) as i64,
         (f as usize as isize - base) as i64,
-    )
+    ))
 }
 
 /// The message of a panic payload (`&str` or `String`), as `std` prints it.
@@ -177,4 +206,24 @@ pub(crate) fn invoke(
     let t: Trampoline =
         unsafe { std::mem::transmute::<usize, Trampoline>((base + tramp_off as isize) as usize) };
     t((base + fn_off as isize) as usize, args, inbound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn double(x: u32) -> u32 {
+        x * 2
+    }
+
+    #[test]
+    fn functions_of_the_executable_are_accepted_and_shared_library_ones_refused() {
+        assert!(offsets(double).is_ok());
+        let here = object_base(anchor_addr() as usize);
+        assert!(here.is_some());
+        assert_eq!(object_base(double as fn(u32) -> u32 as usize), here);
+        // A function of the C library lives in libc.so, loaded elsewhere.
+        let getpid = libc::getpid as unsafe extern "C" fn() -> libc::pid_t as usize;
+        assert_ne!(object_base(getpid), here);
+    }
 }

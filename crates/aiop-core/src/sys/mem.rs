@@ -149,3 +149,22 @@ impl Mapping {
         }
     }
 }
+
+/// Checks that a received segment cannot change size under our mapping: a
+/// peer that could truncate it would turn our accesses into `SIGBUS`.
+pub(crate) fn check_sealed(fd: &OwnedFd) -> io::Result<()> {
+    let seals = rustix::fs::fcntl_get_seals(fd).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("received a descriptor that is not a sealed memfd: {e}"),
+        )
+    })?;
+    if seals.contains(SealFlags::SHRINK | SealFlags::GROW) {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "received a segment that is not sealed against resizing",
+        ))
+    }
+}
