@@ -321,13 +321,17 @@ fn interrupt_then_wake(
     syscall: libc::c_long,
     wait: fn(&std::sync::atomic::AtomicU32) -> bool,
 ) {
-    // SAFETY: installs a handler that only touches an atomic; no SA_RESTART on purpose.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
-    }
+    // SAFETY: `sigaction` is plain data for which all-zero is valid (no flags,
+    // so no SA_RESTART: on purpose).
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
+    // SAFETY: the mask is a valid sigset_t inside `sa`.
+    unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+    // SAFETY: installs a handler that only touches an atomic.
+    assert_eq!(
+        unsafe { libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()) },
+        0
+    );
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = std::thread::spawn(move || {
         tx.send((
