@@ -390,3 +390,85 @@ fn handles_and_processes_are_send_sync() {
     shared_handle::<Segment>();
     send_sync::<Process<u32>>();
 }
+
+// ---------------------------------------------------------------------------
+// Reference counts of slots in messages that are not delivered or not decoded
+
+#[test]
+fn a_refused_spawn_gives_back_the_slot_counts_it_took() {
+    let slot = Slot::new().unwrap();
+    let segs: Vec<Segment> = (0..300).map(|_| Segment::new(4096).unwrap()).collect();
+    // Encoded (the count taken), then refused for too many descriptors.
+    let err = Process::spawn(
+        |(_s, v): (Slot, Vec<Segment>)| v.len(),
+        (slot.clone(), segs),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, aiop::process::ProcessError::Encode(_)),
+        "{err}"
+    );
+    assert_eq!(slot.ref_count(), 1);
+}
+
+#[derive(Debug)]
+struct RefusesToDeserialize;
+
+impl serde::Serialize for RefusesToDeserialize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(1)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RefusesToDeserialize {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("refused on purpose"))
+    }
+}
+
+#[test]
+fn a_child_that_cannot_decode_its_arguments_gives_back_their_slot_counts() {
+    for method in METHODS {
+        let slot = Slot::new().unwrap();
+        let mut p = Process::builder()
+            .start_method(method)
+            .spawn(
+                |_: (Slot, RefusesToDeserialize)| 0u8,
+                (slot.clone(), RefusesToDeserialize),
+            )
+            .unwrap();
+        assert!(p.join().is_err());
+        assert_eq!(slot.ref_count(), 1);
+    }
+}
+
+#[test]
+fn a_child_whose_initializer_fails_gives_back_the_arguments_slot_counts() {
+    let slot = Slot::new().unwrap();
+    let mut p = Process::builder()
+        .initializer(|_: ()| panic!("no setup today"), ())
+        .spawn(|s: Slot| s.ref_count(), slot.clone())
+        .unwrap();
+    assert!(p.join().unwrap_err().panic_message().is_some());
+    assert_eq!(slot.ref_count(), 1);
+}
+
+#[test]
+fn an_unjoined_result_gives_back_its_slot_counts() {
+    fn keep_one(s: Slot) -> (Slot, Slot) {
+        (s.clone(), s)
+    }
+    let slot = Slot::new().unwrap();
+    let p = Process::spawn(keep_one, slot.clone()).unwrap();
+    let watch = p.sentinel().try_clone_to_owned().unwrap();
+    assert!(common::ends_within(&watch, GENEROUS));
+    // The child ended with two counts in its reply; nobody joins it.
+    drop(p);
+    assert_eq!(slot.ref_count(), 1);
+
+    // A joined result holds exactly its handles.
+    let mut p = Process::spawn(keep_one, slot.clone()).unwrap();
+    let (a, b) = p.join().unwrap();
+    assert!(a.same_as(&slot) && b.same_as(&slot));
+    assert_eq!(slot.ref_count(), 3);
+}

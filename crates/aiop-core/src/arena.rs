@@ -31,6 +31,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::shm::Segment;
+use crate::transfer;
+
+/// Gives back one count of slot `index` of `seg` (a count a message carried
+/// that nobody adopted). Does nothing unless `seg` is an arena.
+pub(crate) fn release(seg: &Segment, index: u32) {
+    if is_arena(seg) && (index as usize) < SLOTS {
+        // Release, as `Slot::drop`.
+        count(seg, index as usize).fetch_sub(1, Ordering::Release);
+    }
+}
 
 /// Bytes in one slot.
 pub const SLOT_SIZE: usize = 64;
@@ -181,6 +191,10 @@ impl Slot {
         count(&self.seg, self.index as usize).load(Ordering::Acquire)
     }
 
+    pub(crate) fn index(&self) -> u32 {
+        self.index
+    }
+
     /// Whether both handles refer to the same slot.
     pub fn same_as(&self, other: &Slot) -> bool {
         self.index == other.index && self.seg.same_as(&other.seg)
@@ -209,25 +223,23 @@ impl Drop for Slot {
 
 impl Serialize for Slot {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Serializes the segment first: outside a transfer this fails before
-        // the count below is taken.
-        let wire = (&self.seg, self.index);
-        let ok = wire.serialize(serializer)?;
-        // The message holds a count of its own, adopted by the receiver.
-        count(&self.seg, self.index as usize).fetch_add(1, Ordering::Relaxed);
-        Ok(ok)
+        // Outside a transfer this fails before any count is taken; inside,
+        // the message holds a count of its own (see `transfer`).
+        let seg = transfer::push_slot(self, &self.seg).map_err(serde::ser::Error::custom)?;
+        (seg, self.index).serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for Slot {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Slot, D::Error> {
-        let (seg, index) = <(Segment, u32)>::deserialize(deserializer)?;
+        let (seg, index) = <(u32, u32)>::deserialize(deserializer)?;
+        // Adopt the count the sender took for the message.
+        let seg = transfer::adopt_slot(seg, index).map_err(serde::de::Error::custom)?;
         if !is_arena(&seg) || index as usize >= SLOTS {
             return Err(serde::de::Error::custom(
                 "received a slot handle that is not in an aiop arena",
             ));
         }
-        // Adopt the count the sender took for the message.
         Ok(Slot { seg, index })
     }
 }

@@ -12,6 +12,19 @@
 //! The table is thread-local and scoped: aiop's internal encode and decode install it
 //! for exactly one `serialize` / `deserialize` call and restore whatever was
 //! there before, so transfers nest.
+//!
+//! # Reference counts in flight
+//!
+//! A [`Slot`] is reference-counted across processes, and a slot in a message
+//! must stay allocated until the receiver holds it. So the sender takes a
+//! count for every slot it serializes (it keeps a clone in the `Outbound`),
+//! and the message lists those counts beside the bytes. If the message is
+//! sent, the counts pass to the receiver (the clones are forgotten); if it is
+//! not, dropping the `Outbound` gives them back. The receiver's `Inbound`
+//! adopts one listed count for each slot it decodes and gives back, when it
+//! is dropped, every count it did not adopt (a message that failed to decode,
+//! or a result nobody joined). Only a process that dies with a message in
+//! hand can leak a count, and the slot is then freed with its arena.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -21,22 +34,48 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::arena::{self, Slot};
 use crate::shm::Segment;
 
 /// The message of the error returned when a handle is serialized outside a
 /// transfer that can carry its descriptor.
 pub const HANDLE_OUTSIDE_TRANSFER: &str = "an aiop handle can only be serialized into the arguments or result of a spawned process or a message on a Connection, where its descriptor travels with it";
 
-/// The descriptors of one outgoing message, in table order.
+/// The descriptors and in-flight reference counts of one outgoing message.
 #[derive(Default)]
 pub(crate) struct Outbound {
     segments: Vec<Segment>,
+    /// A count held for each serialized slot, with its segment's table index.
+    slots: Vec<(u32, Slot)>,
 }
 
 impl Outbound {
     /// The descriptors to attach to the message.
     pub(crate) fn fds(&self) -> Vec<BorrowedFd<'_>> {
         self.segments.iter().map(|s| s.as_fd()).collect()
+    }
+
+    /// The counts the message carries, as (table index, slot index) pairs.
+    pub(crate) fn refs(&self) -> Vec<(u32, u32)> {
+        self.slots
+            .iter()
+            .map(|(seg, slot)| (*seg, slot.index()))
+            .collect()
+    }
+
+    /// The message was sent: its counts now belong to the receiver.
+    pub(crate) fn delivered(self) {
+        for (_, slot) in self.slots {
+            std::mem::forget(slot);
+        }
+    }
+
+    fn push_segment(&mut self, seg: &Segment) -> u32 {
+        if let Some(i) = self.segments.iter().position(|x| x.key() == seg.key()) {
+            return i as u32;
+        }
+        self.segments.push(seg.clone());
+        (self.segments.len() - 1) as u32
     }
 }
 
@@ -48,20 +87,41 @@ impl fmt::Debug for Outbound {
     }
 }
 
-/// The descriptors of one incoming message, mapped on first use.
+/// The descriptors of one incoming message, mapped on first use, and the
+/// reference counts it carries that have not been adopted yet.
 #[derive(Debug)]
 pub(crate) struct Inbound {
     fds: Vec<Option<OwnedFd>>,
     segments: Vec<Option<Segment>>,
+    refs: Vec<(u32, u32)>,
 }
 
 impl Inbound {
-    pub(crate) fn new(fds: Vec<OwnedFd>) -> Inbound {
+    /// An incoming message's descriptors and the counts it says it carries.
+    pub(crate) fn new(fds: Vec<OwnedFd>, refs: Vec<(u32, u32)>) -> Inbound {
         let segments = fds.iter().map(|_| None).collect();
         Inbound {
             fds: fds.into_iter().map(Some).collect(),
             segments,
+            refs,
         }
+    }
+
+    /// Takes over the count the message carries for slot `slot` of the
+    /// segment at table index `seg`.
+    fn adopt(&mut self, seg: u32, slot: u32) -> io::Result<Segment> {
+        let i = self
+            .refs
+            .iter()
+            .position(|&r| r == (seg, slot))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a slot handle arrived without the reference count it needs",
+                )
+            })?;
+        self.refs.swap_remove(i);
+        self.segment(seg)
     }
 
     fn segment(&mut self, index: u32) -> io::Result<Segment> {
@@ -154,16 +214,35 @@ pub(crate) fn decode<T: DeserializeOwned>(
 /// Called by a handle's `Serialize`: records its segment, returns its index.
 pub(crate) fn push_segment(seg: &Segment) -> Result<u32, &'static str> {
     SCOPE.with(|s| match &mut *s.borrow_mut() {
+        Some(Scope::Out(out)) => Ok(out.push_segment(seg)),
+        _ => Err(HANDLE_OUTSIDE_TRANSFER),
+    })
+}
+
+/// Called by `Slot`'s `Serialize`: records its segment and takes the count
+/// the message will carry; returns the segment's index.
+pub(crate) fn push_slot(slot: &Slot, seg: &Segment) -> Result<u32, &'static str> {
+    SCOPE.with(|s| match &mut *s.borrow_mut() {
         Some(Scope::Out(out)) => {
-            if let Some(i) = out.segments.iter().position(|x| x.key() == seg.key()) {
-                return Ok(i as u32);
-            }
-            out.segments.push(seg.clone());
-            Ok((out.segments.len() - 1) as u32)
+            let i = out.push_segment(seg);
+            out.slots.push((i, slot.clone()));
+            Ok(i)
         }
         _ => Err(HANDLE_OUTSIDE_TRANSFER),
     })
 }
+
+/// Called by `Slot`'s `Deserialize`: the segment at `seg`, adopting the
+/// count the message carries for its slot `slot`.
+pub(crate) fn adopt_slot(seg: u32, slot: u32) -> Result<Segment, String> {
+    SCOPE.with(|s| match &mut *s.borrow_mut() {
+        Some(Scope::In(inb)) => inb.adopt(seg, slot).map_err(|e| e.to_string()),
+        _ => Err(HANDLE_OUTSIDE_DECODE.to_string()),
+    })
+}
+
+const HANDLE_OUTSIDE_DECODE: &str =
+    "an aiop handle can only be deserialized from a message that carried its descriptor";
 
 /// Called by a handle's `Deserialize`: the segment at `index` of the message.
 pub(crate) fn segment_at(index: u32) -> Result<Segment, String> {
@@ -174,4 +253,15 @@ pub(crate) fn segment_at(index: u32) -> Result<Segment, String> {
                 .to_string(),
         ),
     })
+}
+
+impl Drop for Inbound {
+    /// Gives back the counts of slots the message carried but nobody decoded.
+    fn drop(&mut self) {
+        for (seg, slot) in std::mem::take(&mut self.refs) {
+            if let Ok(segment) = self.segment(seg) {
+                arena::release(&segment, slot);
+            }
+        }
+    }
 }

@@ -162,8 +162,12 @@ pub(crate) fn run(ctl: OwnedFd, entry: Entry) -> ! {
         }
     }
 
+    // From here on, every way out gives back the slot counts the arguments
+    // carry unless the function took them (dropping `inbound` does).
+    let inbound = Inbound::new(frame.fds, start.refs.clone());
     if start.protocol != wire::PROTOCOL {
-        fail(
+        give_back_and_fail(
+            inbound,
             &sock,
             entry,
             format!(
@@ -176,7 +180,7 @@ pub(crate) fn run(ctl: OwnedFd, entry: Entry) -> ! {
     let image = match entry {
         Entry::Exec => match SameImage::check(&start.exe) {
             Ok(image) => image,
-            Err(m) => fail(&sock, entry, m),
+            Err(m) => give_back_and_fail(inbound, &sock, entry, m),
         },
         Entry::Forked => SameImage::forked(),
     };
@@ -190,14 +194,19 @@ pub(crate) fn run(ctl: OwnedFd, entry: Entry) -> ! {
         ),
     );
     if start.role == Role::ForkServer {
+        drop(inbound);
         forkserver::serve(sock)
     }
     if start.daemon {
         match proc::kill_self_on_hangup(&sock) {
             Ok(true) => {}
             // The parent is already gone: a daemon child ends with it.
-            Ok(false) => end(entry, EXIT_BOOT),
-            Err(e) => fail(
+            Ok(false) => {
+                drop(inbound);
+                end(entry, EXIT_BOOT)
+            }
+            Err(e) => give_back_and_fail(
+                inbound,
                 &sock,
                 entry,
                 format!("the child could not watch its parent: {e}"),
@@ -207,27 +216,30 @@ pub(crate) fn run(ctl: OwnedFd, entry: Entry) -> ! {
     let init_len = start.init.map_or(0, |c| c.args_len as usize);
     let call_len = start.call.map_or(0, |c| c.args_len as usize);
     if init_len.checked_add(call_len) != Some(rest.len()) {
-        fail(
+        give_back_and_fail(
+            inbound,
             &sock,
             entry,
             "the start message's argument lengths do not add up".into(),
         );
     }
     let (init_args, call_args) = rest.split_at(init_len);
-    let mut inbound = Inbound::new(frame.fds);
+    let mut inbound = inbound;
     if let Some(init) = start.init {
         let (outcome, inb) =
             call::invoke(&image, init.trampoline, init.function, init_args, inbound);
         inbound = inb;
         match outcome {
             Outcome::Returned(..) => {}
-            Outcome::Panicked(m) => reply(
+            Outcome::Panicked(m) => give_back_and_reply(
+                inbound,
                 &sock,
                 entry,
                 start.daemon,
                 Outcome::Panicked(format!("the initializer panicked: {m}")),
             ),
-            Outcome::Failed(m) => reply(
+            Outcome::Failed(m) => give_back_and_reply(
+                inbound,
                 &sock,
                 entry,
                 start.daemon,
@@ -236,10 +248,33 @@ pub(crate) fn run(ctl: OwnedFd, entry: Entry) -> ! {
         }
     }
     let Some(c) = start.call else {
-        fail(&sock, entry, "the start message names no function".into())
+        give_back_and_fail(
+            inbound,
+            &sock,
+            entry,
+            "the start message names no function".into(),
+        )
     };
-    let (outcome, _inbound) = call::invoke(&image, c.trampoline, c.function, call_args, inbound);
-    reply(&sock, entry, start.daemon, outcome)
+    let (outcome, inbound) = call::invoke(&image, c.trampoline, c.function, call_args, inbound);
+    give_back_and_reply(inbound, &sock, entry, start.daemon, outcome)
+}
+
+/// Drops `inbound` (giving back the counts nobody adopted: the process is
+/// about to end without running destructors), then replies.
+fn give_back_and_reply(
+    inbound: Inbound,
+    sock: &UnixStream,
+    entry: Entry,
+    daemon: bool,
+    outcome: Outcome,
+) -> ! {
+    drop(inbound);
+    reply(sock, entry, daemon, outcome)
+}
+
+fn give_back_and_fail(inbound: Inbound, sock: &UnixStream, entry: Entry, msg: String) -> ! {
+    drop(inbound);
+    fail(sock, entry, msg)
 }
 
 fn fail(sock: &UnixStream, entry: Entry, msg: String) -> ! {
@@ -252,7 +287,12 @@ fn reply(sock: &UnixStream, entry: Entry, daemon: bool, outcome: Outcome) -> ! {
         let _ = proc::disarm_hangup(sock);
     }
     let (tag, body, code, out) = match outcome {
-        Outcome::Returned(bytes, out) => (wire::REPLY_OK, bytes, 0, Some(out)),
+        Outcome::Returned(bytes, out) => {
+            // The result's slot counts go first, then the result.
+            let mut body = postcard::to_allocvec(&out.refs()).unwrap_or_default();
+            body.extend_from_slice(&bytes);
+            (wire::REPLY_OK, body, 0, Some(out))
+        }
         Outcome::Panicked(m) => (wire::REPLY_PANIC, m.into_bytes(), EXIT_FAILED, None),
         Outcome::Failed(m) => (wire::REPLY_FAILED, m.into_bytes(), EXIT_FAILED, None),
     };
@@ -279,6 +319,11 @@ fn reply(sock: &UnixStream, entry: Entry, daemon: bool, outcome: Outcome) -> ! {
         None => fdpass::send_frame(sock, &[&[tag], &body], &fds).map(|()| true),
     };
     drop(fds);
+    match (&sent, out) {
+        // The counts the result carries now belong to the parent.
+        (Ok(true), Some(out)) => out.delivered(),
+        (_, out) => drop(out),
+    }
     match sent {
         Ok(true) => end(entry, code),
         Ok(false) => end(entry, EXIT_FAILED),

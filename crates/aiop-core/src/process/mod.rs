@@ -616,8 +616,14 @@ impl Builder {
             }
         };
         // Sent before the fork server has answered: the child reads it when born.
+        start.refs = out.refs();
         let sent = start.send(&ctl, &args, &out);
-        drop(out);
+        if sent.is_ok() {
+            // The counts the arguments carry now belong to the child.
+            out.delivered();
+        } else {
+            drop(out);
+        }
         let (pid, pidfd, reaper) = match launch {
             Launch::Ready(pid, pidfd) => (pid, pidfd, Reaper::Direct),
             Launch::Forking(pending) => {
@@ -679,6 +685,7 @@ impl Start {
             init: None,
             call: None,
             stdout_attached: false,
+            refs: Vec::new(),
         })
     }
 
@@ -815,8 +822,29 @@ fn fork_child() -> Result<(u32, OwnedFd, UnixStream), ProcessError> {
 // The handle
 
 enum Reply {
-    Frame(Frame),
+    /// A result, still encoded; its `Inbound` gives back the counts of any
+    /// slot in it if nobody decodes it.
+    Returned(Vec<u8>, Inbound),
+    Panicked(String),
+    Failed(String),
     Missing,
+}
+
+impl Reply {
+    fn parse(frame: Frame) -> Reply {
+        match wire::split_reply(&frame.payload) {
+            Some((wire::REPLY_OK, refs, body)) => {
+                Reply::Returned(body.to_vec(), Inbound::new(frame.fds, refs))
+            }
+            Some((wire::REPLY_PANIC, _, msg)) => {
+                Reply::Panicked(String::from_utf8_lossy(msg).into_owned())
+            }
+            Some((wire::REPLY_FAILED, _, msg)) => {
+                Reply::Failed(String::from_utf8_lossy(msg).into_owned())
+            }
+            _ => Reply::Failed("the child sent a malformed reply".into()),
+        }
+    }
 }
 
 /// What is known of a child's end: its reply and its exit status.
@@ -843,7 +871,7 @@ impl State {
             fdpass::try_recv_frame
         };
         self.reply = Some(match read(ctl, wire::MAX_FRAME) {
-            Ok(Some(frame)) => Reply::Frame(frame),
+            Ok(Some(frame)) => Reply::parse(frame),
             // End of stream, a cut-off reply, or garbage (an oversized one,
             // say): no result. Stop reading for good, so that a child still
             // writing gets EPIPE instead of blocking forever.
@@ -1115,31 +1143,13 @@ impl<R: DeserializeOwned> Process<R> {
         self.taken = true;
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         match st.reply.take() {
-            Some(Reply::Frame(frame)) => {
-                let (tag, body) = frame
-                    .payload
-                    .split_first()
-                    .map_or((u8::MAX, &[][..]), |(t, b)| (*t, b));
-                match tag {
-                    wire::REPLY_OK => {
-                        let (r, _) = transfer::decode::<R>(body, Inbound::new(frame.fds));
-                        r.map_err(|e| {
-                            ProcessError::Failed(format!(
-                                "could not decode the child's result: {e}"
-                            ))
-                        })
-                    }
-                    wire::REPLY_PANIC => Err(ProcessError::Panicked(
-                        String::from_utf8_lossy(body).into_owned(),
-                    )),
-                    wire::REPLY_FAILED => Err(ProcessError::Failed(
-                        String::from_utf8_lossy(body).into_owned(),
-                    )),
-                    _ => Err(ProcessError::Failed(
-                        "the child sent a malformed reply".into(),
-                    )),
-                }
+            Some(Reply::Returned(body, inbound)) => {
+                transfer::decode::<R>(&body, inbound).0.map_err(|e| {
+                    ProcessError::Failed(format!("could not decode the child's result: {e}"))
+                })
             }
+            Some(Reply::Panicked(m)) => Err(ProcessError::Panicked(m)),
+            Some(Reply::Failed(m)) => Err(ProcessError::Failed(m)),
             _ => match st.exit {
                 Some(Exit::Signal(s)) => Err(ProcessError::Signaled(s)),
                 Some(Exit::Code(c)) => Err(ProcessError::Exited(c)),
@@ -1172,9 +1182,9 @@ impl<R> Drop for Process<R> {
             );
             return;
         }
-        if st.exit.is_none() {
-            let _ = st.reaper.reap(&self.pidfd);
-        }
+        // Reaps it if needed, and reads a result nobody joined, so that the
+        // slot counts it carries are given back when `st` goes.
+        st.collect_exit(&self.pidfd, self.ctl.as_ref());
         registry::remove(&self.pidfd);
     }
 }

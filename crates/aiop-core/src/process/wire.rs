@@ -6,7 +6,8 @@
 //!    either set of arguments ride on the frame.
 //! 2. Child to parent, once, when the function is done: a reply frame whose
 //!    first payload byte is a tag ([`REPLY_OK`], [`REPLY_PANIC`],
-//!    [`REPLY_FAILED`]) followed by the postcard result or a UTF-8 message.
+//!    [`REPLY_FAILED`]) followed, for a result, by the slot reference counts
+//!    it carries and the postcard result, or else by a UTF-8 message.
 //!
 //! The fork server speaks the same frames on its own sockets (see
 //! `forkserver.rs`).
@@ -61,4 +62,17 @@ pub(crate) struct Start {
     /// as the child's (test mode: the child starts with stdout on
     /// `/dev/null` so that the test harness's banner in the child is lost).
     pub(crate) stdout_attached: bool,
+    /// The slot reference counts the arguments carry (see `transfer`).
+    pub(crate) refs: Vec<(u32, u32)>,
+}
+
+/// Splits a reply payload into its tag, the counts a result carries and the
+/// rest. Only `REPLY_OK` replies carry counts.
+pub(crate) fn split_reply(payload: &[u8]) -> Option<(u8, Vec<(u32, u32)>, &[u8])> {
+    let (&tag, rest) = payload.split_first()?;
+    if tag != REPLY_OK {
+        return Some((tag, Vec::new(), rest));
+    }
+    let (refs, body) = postcard::take_from_bytes::<Vec<(u32, u32)>>(rest).ok()?;
+    Some((tag, refs, body))
 }
