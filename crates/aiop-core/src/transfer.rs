@@ -41,6 +41,10 @@ use crate::shm::Segment;
 /// transfer that can carry its descriptor.
 pub const HANDLE_OUTSIDE_TRANSFER: &str = "an aiop handle can only be serialized into the arguments or result of a spawned process or a message on a Connection, where its descriptor travels with it";
 
+/// The slot reference counts a message carries: (descriptor-table index of
+/// the segment, slot index) pairs.
+pub(crate) type Refs = Vec<(u32, u32)>;
+
 /// The descriptors and in-flight reference counts of one outgoing message.
 #[derive(Default)]
 pub(crate) struct Outbound {
@@ -56,7 +60,7 @@ impl Outbound {
     }
 
     /// The counts the message carries, as (table index, slot index) pairs.
-    pub(crate) fn refs(&self) -> Vec<(u32, u32)> {
+    pub(crate) fn refs(&self) -> Refs {
         self.slots
             .iter()
             .map(|(seg, slot)| (*seg, slot.index()))
@@ -93,12 +97,12 @@ impl fmt::Debug for Outbound {
 pub(crate) struct Inbound {
     fds: Vec<Option<OwnedFd>>,
     segments: Vec<Option<Segment>>,
-    refs: Vec<(u32, u32)>,
+    refs: Refs,
 }
 
 impl Inbound {
     /// An incoming message's descriptors and the counts it says it carries.
-    pub(crate) fn new(fds: Vec<OwnedFd>, refs: Vec<(u32, u32)>) -> Inbound {
+    pub(crate) fn new(fds: Vec<OwnedFd>, refs: Refs) -> Inbound {
         let segments = fds.iter().map(|_| None).collect();
         Inbound {
             fds: fds.into_iter().map(Some).collect(),

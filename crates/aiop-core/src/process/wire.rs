@@ -14,6 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::transfer::Refs;
+
 /// Bumped whenever the layout of [`Start`] changes.
 pub(crate) const PROTOCOL: u32 = 1;
 /// The largest control frame a child accepts (arguments) or a parent accepts
@@ -63,16 +65,16 @@ pub(crate) struct Start {
     /// `/dev/null` so that the test harness's banner in the child is lost).
     pub(crate) stdout_attached: bool,
     /// The slot reference counts the arguments carry (see `transfer`).
-    pub(crate) refs: Vec<(u32, u32)>,
+    pub(crate) refs: Refs,
 }
 
 /// Splits a reply payload into its tag, the counts a result carries and the
 /// rest. Only `REPLY_OK` replies carry counts.
-pub(crate) fn split_reply(payload: &[u8]) -> Option<(u8, Vec<(u32, u32)>, &[u8])> {
+pub(crate) fn split_reply(payload: &[u8]) -> Option<(u8, Refs, &[u8])> {
     let (&tag, rest) = payload.split_first()?;
     if tag != REPLY_OK {
         return Some((tag, Vec::new(), rest));
     }
-    let (refs, body) = postcard::take_from_bytes::<Vec<(u32, u32)>>(rest).ok()?;
+    let (refs, body) = postcard::take_from_bytes::<Refs>(rest).ok()?;
     Some((tag, refs, body))
 }
