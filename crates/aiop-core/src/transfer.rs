@@ -1,6 +1,6 @@
 //! Out-of-band descriptor transfer for handles.
 //!
-//! A handle ([`Segment`], [`Slot`](crate::arena::Slot)) serializes as an index
+//! A handle ([`Segment`], [`Slot`]) serializes as an index
 //! into a table of descriptors that travels beside the serialized bytes (as
 //! `SCM_RIGHTS` on a Unix socket). The table only exists while aiop itself
 //! serializes or deserializes a message that can carry descriptors: the
