@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use rustix::fs::{Mode, OFlags};
 
+use super::info::set_identity;
 use super::wire::{self, Role, Start};
-use super::{ProcessInfo, forkserver, set_identity};
+use super::{ProcessInfo, forkserver};
 use crate::sys::call::{self, Outcome, SameImage};
 use crate::sys::{fdpass, proc};
 use crate::transfer::Inbound;

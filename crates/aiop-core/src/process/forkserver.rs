@@ -137,7 +137,7 @@ fn started(status_mine: UnixStream) -> Result<(u32, OwnedFd, UnixStream), Proces
 }
 
 fn start() -> Result<Server, ProcessError> {
-    let (_pid, pidfd, req) = super::exec_child()?;
+    let (_pid, pidfd, req) = super::builder::exec_child()?;
     let mut hello = Start::new(Role::ForkServer, "ForkServer".into(), Vec::new(), false)?;
     hello.stdout_attached = child::test_entry().is_some();
     if let Err(e) = hello.send(&req, &[], &Outbound::default()) {
