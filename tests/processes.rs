@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use aiop::arena::Slot;
 use aiop::process::{self, Process, ProcessError, StartMethod};
-use common::{GENEROUS, ends_within, park_forever, pidfd, set_and_wake, wait_nonzero};
+use common::{
+    GENEROUS, RefusesToDeserialize, ends_within, park_forever, pidfd, set_and_wake, wait_nonzero,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -445,21 +447,6 @@ fn daemon_child_through_the_fork_server_ends_with_its_parent() {
 // ---------------------------------------------------------------------------
 // Bad input
 
-#[derive(Debug)]
-struct RefusesToDeserialize;
-
-impl Serialize for RefusesToDeserialize {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u8(1)
-    }
-}
-
-impl<'de> Deserialize<'de> for RefusesToDeserialize {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("refused on purpose"))
-    }
-}
-
 #[test]
 fn arguments_that_fail_to_deserialize_report_an_error() {
     for method in [StartMethod::SPAWN, StartMethod::FORK_SERVER] {
@@ -509,20 +496,25 @@ fn parked(_: ()) {
     park_forever()
 }
 
-#[test]
-fn a_child_fed_a_garbage_start_message_reports_it_and_exits() {
+/// Starts this test binary as an aiop child by hand, the way the Spawn
+/// method does; returns it and our end of its control socket.
+fn child_by_hand() -> (std::process::Child, std::os::unix::net::UnixStream) {
     use std::os::fd::OwnedFd;
-    use std::os::unix::net::UnixStream;
     use std::process::{Command, Stdio};
-    // Start a child by hand, the way the Spawn method does, and lie to it.
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let child = Command::new(std::env::current_exe().unwrap())
         .args(["__aiop_child_entry", "--exact", "--test-threads=1", "-q"])
         .env("AIOP_CHILD", "1")
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    (child, ours)
+}
+
+#[test]
+fn a_child_fed_a_garbage_start_message_reports_it_and_exits() {
+    let (mut child, ours) = child_by_hand();
     aiop_core::fdpass::send_frame(&ours, &[&[0xff; 40]], &[]).unwrap();
     let reply = aiop_core::fdpass::recv_frame(&ours, 1 << 20)
         .unwrap()
@@ -533,14 +525,7 @@ fn a_child_fed_a_garbage_start_message_reports_it_and_exits() {
     assert_eq!(child.wait().unwrap().code(), Some(1));
 
     // A child whose parent vanishes before saying anything just exits.
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["__aiop_child_entry", "--exact", "--test-threads=1", "-q"])
-        .env("AIOP_CHILD", "1")
-        .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut child, ours) = child_by_hand();
     drop(ours);
     assert_eq!(child.wait().unwrap().code(), Some(70));
 }

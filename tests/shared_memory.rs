@@ -11,7 +11,7 @@ use aiop::arena::Slot;
 use aiop::futex::{self, Timeout, Wake, WakeV};
 use aiop::process::{Process, StartMethod};
 use aiop::shm::Segment;
-use common::{GENEROUS, set_and_wake, wait_nonzero};
+use common::{GENEROUS, RefusesToDeserialize, set_and_wake, wait_nonzero};
 
 const METHODS: [StartMethod; 2] = [StartMethod::SPAWN, StartMethod::FORK_SERVER];
 
@@ -409,21 +409,6 @@ fn a_refused_spawn_gives_back_the_slot_counts_it_took() {
         "{err}"
     );
     assert_eq!(slot.ref_count(), 1);
-}
-
-#[derive(Debug)]
-struct RefusesToDeserialize;
-
-impl serde::Serialize for RefusesToDeserialize {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u8(1)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for RefusesToDeserialize {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("refused on purpose"))
-    }
 }
 
 #[test]

@@ -69,3 +69,19 @@ pub fn ends_within(pidfd: &OwnedFd, within: Duration) -> bool {
         }
     }
 }
+
+/// Arguments that serialize but refuse to deserialize in the child.
+#[derive(Debug)]
+pub struct RefusesToDeserialize;
+
+impl serde::Serialize for RefusesToDeserialize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(1)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RefusesToDeserialize {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("refused on purpose"))
+    }
+}
