@@ -180,13 +180,19 @@ impl Builder {
         let mut args = init_args;
         args.extend_from_slice(&call_args);
         drop(call_args);
-        let mut start = Start::new(Role::Call, name.clone(), ident.clone(), self.daemon)?;
+        let mut start = Start::new(&me, Role::Call, name.clone(), ident.clone(), self.daemon)?;
         start.init = init;
         start.call = Some(call);
         start.stdout_attached = method == StartMethod::SPAWN && child::test_entry().is_some();
-        start
-            .check_fits(&args, &out)
-            .map_err(|e| ProcessError::Encode(e.to_string()))?;
+        start.refs = out.refs();
+        let header = start.encode()?;
+        fdpass::check_frame(header.len() + args.len(), out.fds().len(), wire::MAX_FRAME).map_err(
+            |e| {
+                ProcessError::Encode(format!(
+                    "the arguments do not fit one message: {e} (put large data in shared memory)"
+                ))
+            },
+        )?;
 
         let (ctl, launch) = match method.0 {
             Method::Spawn => {
@@ -206,8 +212,7 @@ impl Builder {
             }
         };
         // Sent before the fork server has answered: the child reads it when born.
-        start.refs = out.refs();
-        let sent = start.send(&ctl, &args, &out);
+        let sent = start.send_encoded(&ctl, &header, &args, &out);
         if sent.is_ok() {
             // The counts the arguments carry now belong to the child.
             out.delivered();
@@ -261,12 +266,12 @@ enum Launch {
 impl Start {
     /// A start message from this process, for a child with these traits.
     pub(super) fn new(
+        me: &ProcessInfo,
         role: Role,
         name: String,
         ident: Vec<u32>,
         daemon: bool,
     ) -> io::Result<Start> {
-        let me = current_process();
         Ok(Start {
             protocol: wire::PROTOCOL,
             exe: ExeId::current()?,
@@ -275,8 +280,8 @@ impl Start {
             ident,
             daemon,
             parent_pid: me.pid,
-            parent_name: me.name,
-            parent_ident: me.ident,
+            parent_name: me.name.clone(),
+            parent_ident: me.ident.clone(),
             init: None,
             call: None,
             stdout_attached: false,
@@ -284,39 +289,27 @@ impl Start {
         })
     }
 
-    /// Checks, before anything is started, that the message can be framed:
-    /// its size and its number of descriptors are within the limits.
-    fn check_fits(&self, args: &[u8], out: &Outbound) -> io::Result<()> {
-        let n = out.fds().len();
-        if n > fdpass::MAX_FDS {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "the arguments hold {n} descriptors; a message carries at most {}",
-                    fdpass::MAX_FDS
-                ),
-            ));
-        }
-        let limit = wire::MAX_FRAME - 4096;
-        if args.len() > limit {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "the arguments take {} bytes, over the limit of {limit} (put large data in shared memory)",
-                    args.len()
-                ),
-            ));
-        }
-        Ok(())
+    /// The encoded header.
+    pub(super) fn encode(&self) -> io::Result<Vec<u8>> {
+        postcard::to_allocvec(self).map_err(|e| io::Error::other(format!("start header: {e}")))
     }
 
     /// Sends this message: the header, then `args` (the initializer's and
     /// the function's arguments, back to back) with `out`'s descriptors,
     /// then, if `stdout_attached`, a frame carrying this process's stdout.
     pub(super) fn send(&self, ctl: &UnixStream, args: &[u8], out: &Outbound) -> io::Result<()> {
-        let header = postcard::to_allocvec(self)
-            .map_err(|e| io::Error::other(format!("start header: {e}")))?;
-        fdpass::send_frame(ctl, &[&header, args], &out.fds())?;
+        self.send_encoded(ctl, &self.encode()?, args, out)
+    }
+
+    /// [`send`](Self::send) with the header already encoded.
+    fn send_encoded(
+        &self,
+        ctl: &UnixStream,
+        header: &[u8],
+        args: &[u8],
+        out: &Outbound,
+    ) -> io::Result<()> {
+        fdpass::send_frame(ctl, &[header, args], &out.fds())?;
         if self.stdout_attached {
             // In a frame of its own, so that arguments keep every descriptor place.
             fdpass::send_frame(ctl, &[], &[std::io::stdout().as_fd()])?;

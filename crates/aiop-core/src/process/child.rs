@@ -298,21 +298,13 @@ fn reply(sock: &UnixStream, entry: Entry, daemon: bool, outcome: Outcome) -> ! {
         Outcome::Failed(m) => (wire::REPLY_FAILED, m.into_bytes(), EXIT_FAILED, None),
     };
     let fds = out.as_ref().map(|o| o.fds()).unwrap_or_default();
-    let too_big = if fds.len() > fdpass::MAX_FDS {
-        Some(format!(
-            "the result holds {} descriptors; a message carries at most {}",
-            fds.len(),
-            fdpass::MAX_FDS
-        ))
-    } else if body.len() >= wire::MAX_FRAME {
-        Some(format!(
-            "the result takes {} bytes, over the limit of {} (put large data in shared memory)",
-            body.len(),
-            wire::MAX_FRAME - 1
-        ))
-    } else {
-        None
-    };
+    // A result that cannot be framed is reported instead (and its slot
+    // counts given back below).
+    let too_big = fdpass::check_frame(1 + body.len(), fds.len(), wire::MAX_FRAME)
+        .err()
+        .map(|e| {
+            format!("the result does not fit one message: {e} (put large data in shared memory)")
+        });
     let sent = match too_big {
         Some(msg) => {
             fdpass::send_frame(sock, &[&[wire::REPLY_FAILED], msg.as_bytes()], &[]).map(|()| false)

@@ -138,7 +138,13 @@ fn started(status_mine: UnixStream) -> Result<(u32, OwnedFd, UnixStream), Proces
 
 fn start() -> Result<Server, ProcessError> {
     let (_pid, pidfd, req) = super::builder::exec_child()?;
-    let mut hello = Start::new(Role::ForkServer, "ForkServer".into(), Vec::new(), false)?;
+    let mut hello = Start::new(
+        &super::current_process(),
+        Role::ForkServer,
+        "ForkServer".into(),
+        Vec::new(),
+        false,
+    )?;
     hello.stdout_attached = child::test_entry().is_some();
     if let Err(e) = hello.send(&req, &[], &Outbound::default()) {
         // Close our end first: a server still waiting for its start message

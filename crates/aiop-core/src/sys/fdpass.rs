@@ -45,6 +45,26 @@ fn send_all(sock: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Checks that a payload of `len` bytes with `nfds` descriptors fits one
+/// frame whose receiver accepts at most `max_len` bytes.
+///
+/// # Errors
+///
+/// `InvalidInput`, saying which limit is exceeded.
+pub fn check_frame(len: usize, nfds: usize, max_len: usize) -> io::Result<()> {
+    let msg = if nfds > MAX_FDS {
+        format!("a message carries at most {MAX_FDS} descriptors, got {nfds}")
+    } else if len > max_len.min(u32::MAX as usize) {
+        format!(
+            "a message of {len} bytes is over the limit of {}",
+            max_len.min(u32::MAX as usize)
+        )
+    } else {
+        return Ok(());
+    };
+    Err(io::Error::new(io::ErrorKind::InvalidInput, msg))
+}
+
 /// Sends one frame: `parts` concatenated form the payload, `fds` ride along.
 ///
 /// # Errors
@@ -54,23 +74,9 @@ fn send_all(sock: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
 /// when the peer is gone).
 pub fn send_frame(sock: &UnixStream, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
-    let len = u32::try_from(total).map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("frame of {total} bytes is too large"),
-        )
-    })?;
-    if fds.len() > MAX_FDS {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "a frame carries at most {MAX_FDS} descriptors, got {}",
-                fds.len()
-            ),
-        ));
-    }
+    check_frame(total, fds.len(), u32::MAX as usize)?;
     let mut header = [0u8; HEADER];
-    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[..4].copy_from_slice(&(total as u32).to_le_bytes());
     header[4..].copy_from_slice(&(fds.len() as u32).to_le_bytes());
 
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
@@ -277,6 +283,24 @@ mod tests {
         });
         assert_eq!(recv_frame(&b, 16).unwrap().unwrap().payload, b"ok");
         t.join().unwrap();
+    }
+
+    #[test]
+    fn frame_limits_are_checked_before_sending() {
+        assert!(check_frame(100, MAX_FDS, 100).is_ok());
+        let e = check_frame(101, 0, 100).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(
+            e.to_string().contains("101 bytes is over the limit of 100"),
+            "{e}"
+        );
+        let e = check_frame(0, MAX_FDS + 1, 100).unwrap_err();
+        assert!(
+            e.to_string().contains("at most 253 descriptors, got 254"),
+            "{e}"
+        );
+        // No frame can exceed what its u32 length prefix can say.
+        assert!(check_frame(u32::MAX as usize + 1, 0, usize::MAX).is_err());
     }
 
     #[test]
