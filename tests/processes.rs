@@ -278,6 +278,41 @@ fn fork_start_method_in_a_single_threaded_process() {
     assert_eq!(p.join().unwrap(), (42, true));
 }
 
+/// Runs in a fork-server child (one thread): prints without a newline,
+/// forks, and returns everything that reached stdout.
+fn print_then_fork(_: ()) -> String {
+    use std::io::{Read, Write};
+    let (rd, wr) = rustix::pipe::pipe().unwrap();
+    let saved = rustix::io::dup(rustix::stdio::stdout()).unwrap();
+    rustix::stdio::dup2_stdout(&wr).unwrap();
+    drop(wr);
+    print!("once"); // stays in std's line buffer: no newline yet
+    // SAFETY: this process is a fork-server child running only this function.
+    let fork = unsafe { StartMethod::fork() };
+    Process::builder()
+        .start_method(fork)
+        .spawn(|_: ()| (), ())
+        .unwrap()
+        .join()
+        .unwrap();
+    println!();
+    std::io::stdout().flush().unwrap();
+    // Puts the real stdout back, closing the pipe's last write end.
+    rustix::stdio::dup2_stdout(&saved).unwrap();
+    let mut seen = String::new();
+    std::fs::File::from(rd).read_to_string(&mut seen).unwrap();
+    seen
+}
+
+#[test]
+fn a_forked_child_does_not_print_its_parents_buffered_output_again() {
+    let mut p = Process::builder()
+        .start_method(StartMethod::FORK_SERVER)
+        .spawn(print_then_fork, ())
+        .unwrap();
+    assert_eq!(p.join().unwrap(), "once\n");
+}
+
 #[test]
 fn fork_is_refused_in_a_multithreaded_process() {
     // The test harness runs this test on a thread of its own: more than one thread.
