@@ -61,7 +61,7 @@ pub(crate) enum Reaper {
     /// The fork server went away before reporting: only the pidfd is left.
     /// (The dead server's socket is kept open until the handle goes, so that
     /// the descriptor numbers the registry recorded stay valid.)
-    Orphan(#[allow(dead_code)] UnixStream),
+    Orphan(UnixStream),
 }
 
 impl Reaper {
