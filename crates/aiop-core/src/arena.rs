@@ -5,13 +5,21 @@
 //! 64-byte [`Slot`]s carved out of 64 KiB arena segments, so a thousand
 //! primitives cost a handful of descriptors.
 //!
-//! # Layout of an arena segment
+//! # Layout of an arena
+//!
+//! An arena is the last 64 KiB of a segment: the whole of a plain arena
+//! segment, or the tail of an object segment whose payload comes first
+//! (a named lock, a `Value`'s data). Offsets below are from the arena's start.
 //!
 //! ```text
 //! 0      magic u64 | version u32 | slot size u32 | slot count u32 | ...
 //! 64     reference counts: [u32; SLOTS]
 //! 3968   slots: [[u8; 64]; SLOTS]      (64-byte aligned: one cache line each)
 //! ```
+//!
+//! Sitting at the tail puts every slot within the 64 KiB that precede a
+//! mapping's private shadow, where robust locks keep their list nodes
+//! (`sys::robust`).
 //!
 //! A slot is free when its count is zero. Allocation claims a free slot with a
 //! compare-and-swap from 0 to 1 and then zeroes it; every [`Slot`] value (in
@@ -44,7 +52,7 @@ pub(crate) fn release(seg: &Segment, index: u32) {
 
 /// Bytes in one slot.
 pub const SLOT_SIZE: usize = 64;
-const ARENA_SIZE: usize = 64 * 1024;
+pub(crate) const ARENA_SIZE: usize = 64 * 1024;
 const MAGIC: u64 = u64::from_le_bytes(*b"aiopAREN");
 const VERSION: u32 = 1;
 const COUNTS_OFFSET: usize = 64;
@@ -53,31 +61,49 @@ const SLOTS_OFFSET: usize = 3968;
 const _: () = assert!(COUNTS_OFFSET + SLOTS * 4 <= SLOTS_OFFSET);
 const _: () = assert!(SLOTS_OFFSET % SLOT_SIZE == 0);
 const _: () = assert!(SLOTS_OFFSET + SLOTS * SLOT_SIZE <= ARENA_SIZE);
+// Robust words in slots find their private list nodes one shadow away.
+const _: () = assert!(ARENA_SIZE == crate::sys::mem::SHADOW_LEN);
 
 /// The arenas this process allocates from.
 static ARENAS: Mutex<Vec<Segment>> = Mutex::new(Vec::new());
 
+/// Where the arena of `seg` starts: its last `ARENA_SIZE` bytes.
+fn base(seg: &Segment) -> usize {
+    seg.len().saturating_sub(ARENA_SIZE)
+}
+
 fn count(seg: &Segment, index: usize) -> &AtomicU32 {
-    seg.atomic_u32(COUNTS_OFFSET + index * 4)
+    seg.atomic_u32(base(seg) + COUNTS_OFFSET + index * 4)
 }
 
 fn new_arena() -> io::Result<Segment> {
     let seg = Segment::new(ARENA_SIZE)?;
-    seg.atomic_u32(8).store(VERSION, Ordering::Relaxed);
-    seg.atomic_u32(12)
-        .store(SLOT_SIZE as u32, Ordering::Relaxed);
-    seg.atomic_u32(16).store(SLOTS as u32, Ordering::Relaxed);
-    // Release: a process that sees the magic also sees the fields above.
-    seg.atomic_u64(0).store(MAGIC, Ordering::Release);
+    format(&seg);
     Ok(seg)
 }
 
-fn is_arena(seg: &Segment) -> bool {
-    seg.len() == ARENA_SIZE
-        && seg.atomic_u64(0).load(Ordering::Acquire) == MAGIC
-        && seg.atomic_u32(8).load(Ordering::Relaxed) == VERSION
-        && seg.atomic_u32(12).load(Ordering::Relaxed) == SLOT_SIZE as u32
-        && seg.atomic_u32(16).load(Ordering::Relaxed) == SLOTS as u32
+/// Writes an empty arena into the last `ARENA_SIZE` bytes of a fresh,
+/// zero-filled segment of at least that size.
+pub(crate) fn format(seg: &Segment) {
+    let b = base(seg);
+    seg.atomic_u32(b + 8).store(VERSION, Ordering::Relaxed);
+    seg.atomic_u32(b + 12)
+        .store(SLOT_SIZE as u32, Ordering::Relaxed);
+    seg.atomic_u32(b + 16)
+        .store(SLOTS as u32, Ordering::Relaxed);
+    // Release: a process that sees the magic also sees the fields above.
+    seg.atomic_u64(b).store(MAGIC, Ordering::Release);
+}
+
+/// Whether the last `ARENA_SIZE` bytes of `seg` are an arena.
+pub(crate) fn is_arena(seg: &Segment) -> bool {
+    let b = base(seg);
+    seg.len() >= ARENA_SIZE
+        && seg.len() % 8 == 0
+        && seg.atomic_u64(b).load(Ordering::Acquire) == MAGIC
+        && seg.atomic_u32(b + 8).load(Ordering::Relaxed) == VERSION
+        && seg.atomic_u32(b + 12).load(Ordering::Relaxed) == SLOT_SIZE as u32
+        && seg.atomic_u32(b + 16).load(Ordering::Relaxed) == SLOTS as u32
 }
 
 /// Claims a free slot of `seg`, if it has one.
@@ -156,8 +182,60 @@ impl Slot {
         slot
     }
 
+    /// Claims slot 0 of the arena at the tail of `seg` (just formatted by
+    /// the caller, who created the segment): an object segment's own slot.
+    pub(crate) fn first_of_new(seg: &Segment) -> io::Result<Slot> {
+        match claim(seg) {
+            Some(0) => Ok(Slot::claimed(seg.clone(), 0)),
+            _ => Err(io::Error::other(
+                "a new object segment had its slot 0 taken",
+            )),
+        }
+    }
+
+    /// A new handle to slot `index` of the arena at the tail of `seg`, a
+    /// segment opened from elsewhere (by name).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidData` when `seg` holds no arena or the slot is free (the
+    /// object it held is gone).
+    pub(crate) fn open(seg: &Segment, index: u32) -> io::Result<Slot> {
+        if !is_arena(seg) || index as usize >= SLOTS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not an aiop object: the shared memory holds no aiop arena",
+            ));
+        }
+        let c = count(seg, index as usize);
+        let mut n = c.load(Ordering::Relaxed);
+        loop {
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "not an aiop object: its slot is free",
+                ));
+            }
+            // Acquire: see the slot's contents as its creator wrote them.
+            match c.compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => {
+                    return Ok(Slot {
+                        seg: seg.clone(),
+                        index,
+                    });
+                }
+                Err(cur) => n = cur,
+            }
+        }
+    }
+
     fn offset(&self) -> usize {
-        SLOTS_OFFSET + self.index as usize * SLOT_SIZE
+        base(&self.seg) + SLOTS_OFFSET + self.index as usize * SLOT_SIZE
+    }
+
+    /// The segment the slot lives in.
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
     }
 
     /// The 32-bit word `i` (0..16) of the slot.

@@ -35,8 +35,12 @@
 )]
 
 pub mod arena;
+pub mod named;
+mod object;
 pub mod process;
+pub mod shared;
 pub mod shm;
+pub mod sync;
 mod sys;
 pub mod transfer;
 

@@ -31,10 +31,29 @@ struct Inner {
     // (either order is sound; this one keeps the file alive to the end).
     map: Mapping,
     fd: OwnedFd,
+    /// Set in the process that created a named segment: its name goes away
+    /// with this mapping.
+    owned_name: Option<OwnedName>,
+}
+
+/// The name of a named segment, owned by the process that created it.
+struct OwnedName {
+    name: String,
+    pid: u32,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(owned) = &self.owned_name {
+            // Not in a forked copy of the creator; and only if the name
+            // still means this file (someone may have removed it and made
+            // another).
+            if owned.pid == std::process::id()
+                && crate::named::identity(&owned.name).is_ok_and(|k| k == self.key)
+            {
+                let _ = rustix::shm::unlink(owned.name.as_str());
+            }
+        }
         let mut reg = MAPPED.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(map) = reg.as_mut() {
             // Remove our entry unless a newer mapping of the same file took it.
@@ -108,9 +127,51 @@ impl Segment {
         if let Some(inner) = reg.get(&key).and_then(Weak::upgrade) {
             return Ok(Segment { inner });
         }
-        mem::check_sealed(&fd)?;
+        if let Err(e) = mem::check_sealed(&fd) {
+            // Named segments (shm_open) cannot be sealed; they are as
+            // exposed as their name is, to the same user (mode 0600).
+            if !crate::named::is_named_file(&fd) {
+                return Err(e);
+            }
+        }
         let map = Mapping::map(&fd, len)?;
-        let inner = Arc::new(Inner { key, map, fd });
+        let inner = Arc::new(Inner {
+            key,
+            map,
+            fd,
+            owned_name: None,
+        });
+        reg.insert(key, Arc::downgrade(&inner));
+        Ok(Segment { inner })
+    }
+
+    /// Maps a named segment that this process just created (`owned`) or
+    /// opened; the caller holds the `MAPPED` registry's identity rules.
+    pub(crate) fn from_named_fd(fd: OwnedFd, owned: Option<&str>) -> io::Result<Segment> {
+        let (key, len) = mem::file_identity(&fd)?;
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not an aiop object: the shared memory is empty",
+            ));
+        }
+        let mut reg = MAPPED.lock().unwrap_or_else(|e| e.into_inner());
+        let reg = reg.get_or_insert_with(HashMap::new);
+        if owned.is_none() {
+            if let Some(inner) = reg.get(&key).and_then(Weak::upgrade) {
+                return Ok(Segment { inner });
+            }
+        }
+        let map = Mapping::map(&fd, len)?;
+        let inner = Arc::new(Inner {
+            key,
+            map,
+            fd,
+            owned_name: owned.map(|name| OwnedName {
+                name: name.to_owned(),
+                pid: std::process::id(),
+            }),
+        });
         reg.insert(key, Arc::downgrade(&inner));
         Ok(Segment { inner })
     }

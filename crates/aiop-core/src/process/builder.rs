@@ -366,7 +366,7 @@ fn open_pidfd(pid: u32) -> io::Result<OwnedFd> {
 /// Refuses the fork method unless this process has exactly one thread.
 fn fork_allowed() -> Result<(), ProcessError> {
     match crate::sys::proc::thread_count()? {
-        1 => Ok(()),
+        n if n == 1 + crate::sys::robust::sentinel_threads() => Ok(()),
         threads => Err(ProcessError::ForkRefused { threads }),
     }
 }

@@ -19,6 +19,9 @@ use std::ptr::NonNull;
 use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
+/// Bytes of private memory mapped after every segment (see [`Mapping::map`]).
+pub(crate) const SHADOW_LEN: usize = 64 * 1024;
+
 /// A shared, read-write mapping of a whole memfd (or any shared-memory file).
 #[derive(Debug)]
 pub(crate) struct Mapping {
@@ -35,7 +38,13 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps `len` bytes of `fd` shared and read-write.
+    /// Maps `len` bytes of `fd` shared and read-write, followed by
+    /// [`SHADOW_LEN`] bytes of private anonymous memory (the shadow).
+    ///
+    /// The shadow gives every word of the last `SHADOW_LEN` bytes of the
+    /// segment a process-private twin at a fixed distance, which is where
+    /// the robust-futex list keeps its nodes (see `sys::robust`): the
+    /// kernel finds a lock word from its node by one constant offset.
     pub(crate) fn map(fd: &OwnedFd, len: usize) -> io::Result<Mapping> {
         if len == 0 {
             return Err(io::Error::new(
@@ -43,21 +52,40 @@ impl Mapping {
                 "cannot map an empty segment",
             ));
         }
+        let total = len
+            .checked_add(SHADOW_LEN)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "segment too large"))?;
         // SAFETY: a null hint lets the kernel choose a fresh range, so no
-        // existing mapping of this process is replaced (no MAP_FIXED). The
-        // descriptor is valid for the duration of the call (borrowed).
-        // mmap(2): "The address of the new mapping is returned as the result".
-        let ptr = unsafe {
-            rustix::mm::mmap(
+        // existing mapping of this process is replaced. mmap(2): "The address
+        // of the new mapping is returned as the result".
+        let base = unsafe {
+            rustix::mm::mmap_anonymous(
                 std::ptr::null_mut(),
-                len,
+                total,
                 ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::SHARED,
-                fd.as_fd(),
-                0,
+                MapFlags::PRIVATE,
             )?
         };
-        let ptr = NonNull::new(ptr.cast::<u8>())
+        // SAFETY: `base..base+len` lies inside the private range reserved
+        // just above, which belongs to this `Mapping` alone; MAP_FIXED
+        // replaces exactly that part of it with the file. The descriptor is
+        // borrowed for the call.
+        let mapped = unsafe {
+            rustix::mm::mmap(
+                base,
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED | MapFlags::FIXED,
+                fd.as_fd(),
+                0,
+            )
+        };
+        if let Err(e) = mapped {
+            // SAFETY: the reservation above is ours and nothing refers to it.
+            let _ = unsafe { rustix::mm::munmap(base, total) };
+            return Err(e.into());
+        }
+        let ptr = NonNull::new(base.cast::<u8>())
             .ok_or_else(|| io::Error::other("mmap returned a null address"))?;
         Ok(Mapping { ptr, len })
     }
@@ -75,10 +103,12 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: `ptr..ptr+len` is exactly the range `map` obtained, it is
-        // unmapped only here, and every borrow of memory inside it is tied to
-        // the lifetime of the owner of this `Mapping`.
-        let r = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+        // SAFETY: `ptr..ptr+len+SHADOW_LEN` is exactly the range `map`
+        // obtained, it is unmapped only here, and every borrow of memory
+        // inside it is tied to the lifetime of the owner of this `Mapping`
+        // (robust-list nodes in the shadow are unlinked before their lock
+        // handles, which keep this mapping alive, are dropped).
+        let r = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len + SHADOW_LEN) };
         debug_assert!(r.is_ok(), "munmap failed: {r:?}");
     }
 }

@@ -1,7 +1,7 @@
 //! The operating-system layer: everything that talks to the kernel directly.
 //!
 //! The crate root denies `unsafe_code`; only `mem` (mapping memory), `proc`
-//! (fork, `_exit`, `fcntl`) and `call` (calling a function by its offset in
+//! (fork, `_exit`, `fcntl`), `robust` (the robust-futex list) and `call` (calling a function by its offset in
 //! the executable) allow it, each with a `# Safety` section in its docs.
 
 pub(crate) mod call;
@@ -9,3 +9,4 @@ pub mod fdpass;
 pub mod futex;
 pub(crate) mod mem;
 pub(crate) mod proc;
+pub(crate) mod robust;

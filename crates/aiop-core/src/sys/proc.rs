@@ -37,14 +37,16 @@ pub(crate) enum ForkError {
     Io(io::Error),
 }
 
-/// `fork(2)`, refused unless this process has exactly one thread.
+/// `fork(2)`, refused unless this process has exactly one thread besides
+/// the parked `aiop-robust` sentinel (which holds no lock, and which the
+/// child replaces with its own on first use).
 ///
 /// The check cannot race: with one thread, only the caller could start
 /// another. Callers hold no lock across the call and end the child with
 /// [`exit_now`].
 pub(crate) fn fork_single_threaded() -> Result<Forked, ForkError> {
     match thread_count() {
-        Ok(1) => {}
+        Ok(n) if n == 1 + super::robust::sentinel_threads() => {}
         Ok(n) => return Err(ForkError::Threads(n)),
         Err(e) => return Err(ForkError::Io(e)),
     }
