@@ -14,16 +14,19 @@
 //! measured in the same run, since only same-run ratios mean anything on a
 //! noisy machine.
 //!
-//! Knobs: `AIOP_BENCH_ITERS` (samples per latency benchmark, default 200),
-//! `AIOP_BENCH_WARMUP` (default 10), `AIOP_BENCH_PIN=N` (pin the benchmark,
-//! and the children it starts, to CPU `N`, as the anchors' `PIN=1` pins
-//! their parent to CPU 0).
+//! Knobs: `AIOP_BENCH_ITERS` (samples per latency benchmark, default 200;
+//! ping-pongs take 100 times as many), `AIOP_BENCH_WARMUP` (default 10),
+//! `AIOP_BENCH_DUR_MS` (each side of a contended run, default 1000),
+//! `AIOP_BENCH_PIN=N` (pin the benchmark to CPU `N`, and the second process
+//! of a two-process benchmark to the next CPU, as the anchors' `PIN=1` pins
+//! parent and child to CPUs 0 and 1).
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod floor;
 mod report;
 mod spawn;
+mod sync;
 
 use report::Results;
 
@@ -37,6 +40,14 @@ const BENCHES: &[Bench] = &[
     ("spawn_join/spawn", spawn::spawn),
     ("spawn_join/forkserver", spawn::forkserver),
     ("spawn_join/fork", spawn::fork),
+    ("floor/futex_pingpong", sync::futex_pingpong),
+    ("floor/spin_pingpong", sync::spin_pingpong),
+    ("event/pingpong", sync::event_pingpong),
+    ("event/pingpong_nospin", sync::event_pingpong_nospin),
+    ("floor/lock_uncontended", sync::floor_lock_uncontended),
+    ("lock/uncontended", sync::lock_uncontended),
+    ("floor/lock_contended_2proc", sync::floor_lock_contended),
+    ("lock/contended_2proc", sync::lock_contended),
 ];
 
 /// Ratios printed when both sides ran: (name, numerator, denominator).
@@ -55,6 +66,26 @@ const RATIOS: &[(&str, &str, &str)] = &[
         "ratio/spawn_join/fork:floor/fork_waitpid",
         "spawn_join/fork",
         "floor/fork_waitpid",
+    ),
+    (
+        "ratio/event/pingpong:floor/futex_pingpong",
+        "event/pingpong",
+        "floor/futex_pingpong",
+    ),
+    (
+        "ratio/event/pingpong_nospin:floor/futex_pingpong",
+        "event/pingpong_nospin",
+        "floor/futex_pingpong",
+    ),
+    (
+        "ratio/lock/uncontended:floor/lock_uncontended",
+        "lock/uncontended",
+        "floor/lock_uncontended",
+    ),
+    (
+        "ratio/lock/contended_2proc:floor/lock_contended_2proc",
+        "lock/contended_2proc",
+        "floor/lock_contended_2proc",
     ),
 ];
 

@@ -14,7 +14,7 @@ pub(crate) fn iters(default: usize) -> usize {
     env_usize("AIOP_BENCH_ITERS", default)
 }
 
-fn env_usize(key: &str, default: usize) -> usize {
+pub(crate) fn env_usize(key: &str, default: usize) -> usize {
     std::env::var(key)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -23,8 +23,19 @@ fn env_usize(key: &str, default: usize) -> usize {
 
 impl Results {
     /// Times `op` `n` times after a warm-up and prints the median and p99 in µs.
-    pub(crate) fn latency(&mut self, name: &'static str, n: usize, mut op: impl FnMut()) {
-        for _ in 0..env_usize("AIOP_BENCH_WARMUP", 10) {
+    pub(crate) fn latency(&mut self, name: &'static str, n: usize, op: impl FnMut()) {
+        self.latency_n(name, env_usize("AIOP_BENCH_WARMUP", 10), n, op);
+    }
+
+    /// [`latency`](Self::latency) with an explicit number of warm-up calls.
+    pub(crate) fn latency_n(
+        &mut self,
+        name: &'static str,
+        warmup: usize,
+        n: usize,
+        mut op: impl FnMut(),
+    ) {
+        for _ in 0..warmup {
             op();
         }
         let mut samples: Vec<Duration> = (0..n)
@@ -45,6 +56,17 @@ impl Results {
         );
     }
 
+    /// Prints a figure measured some other way (a rate, a per-call cost).
+    pub(crate) fn value(&mut self, name: &'static str, unit: &str, value: f64, p99: Option<f64>) {
+        self.medians.insert(name, value);
+        match p99 {
+            Some(p) => println!(
+                "{{\"name\":\"{name}\",\"unit\":\"{unit}\",\"value\":{value:.2},\"p99\":{p:.2}}}"
+            ),
+            None => println!("{{\"name\":\"{name}\",\"unit\":\"{unit}\",\"value\":{value:.2}}}"),
+        }
+    }
+
     /// Prints `num / den` of two medians measured in this run, if both ran.
     pub(crate) fn ratio(&self, name: &str, num: &str, den: &str) {
         if let (Some(a), Some(b)) = (self.medians.get(num), self.medians.get(den)) {
@@ -56,6 +78,20 @@ impl Results {
     }
 }
 
+/// In the child of a two-process benchmark: pins it to the CPU after the
+/// parent's when `AIOP_BENCH_PIN` is set (as the anchors' `PIN=1` puts the
+/// parent on CPU 0 and the child on CPU 1), so that each has a core.
+pub(crate) fn pin_child() {
+    if let Ok(cpu) = std::env::var("AIOP_BENCH_PIN") {
+        let cpu: usize = cpu.parse().expect("AIOP_BENCH_PIN takes a CPU number");
+        // The machine's CPUs, not this (pinned) process's.
+        // SAFETY: sysconf only reads a system setting.
+        #[allow(unsafe_code)]
+        let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+        pin_to((cpu + 1) % online);
+    }
+}
+
 /// Pins this process to the CPU named by `AIOP_BENCH_PIN`, if set.
 #[allow(unsafe_code)]
 pub(crate) fn pin_from_env() {
@@ -63,6 +99,11 @@ pub(crate) fn pin_from_env() {
         return;
     };
     let cpu: usize = cpu.parse().expect("AIOP_BENCH_PIN takes a CPU number");
+    pin_to(cpu);
+}
+
+#[allow(unsafe_code)]
+fn pin_to(cpu: usize) {
     // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: CPU_SET writes one bit inside `set`, for a CPU index it bounds-checks.

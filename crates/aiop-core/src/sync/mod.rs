@@ -59,7 +59,7 @@ pub use lock::{Lock, LockGuard};
 pub use rlock::{RLock, RLockGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore};
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::futex::{self, Timeout, Wake};
@@ -72,11 +72,30 @@ const SPIN: Duration = Duration::from_micros(8);
 /// Locks spin less: a holder in a tight loop re-takes the lock at once.
 const LOCK_SPIN: Duration = Duration::from_micros(2);
 
+/// 0: decide from the CPU count; 1: spin; 2: never spin.
+static SPINNING: AtomicU8 = AtomicU8::new(0);
+
+/// Turns brief spinning before sleeping on or off for this process.
+///
+/// By default, waiters spin for a few microseconds before they sleep when
+/// the process may run on more than one CPU: a peer on another CPU usually
+/// signals within that time, and a wake-up from the kernel costs several
+/// microseconds more. On a machine with more busy processes than CPUs,
+/// spinning only burns the time slice that the peer needs; turn it off
+/// there. The setting covers every primitive of this process.
+pub fn set_spinning(on: bool) {
+    SPINNING.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
 /// Whether spinning can help at all: not with a single CPU.
 fn may_spin() -> bool {
     use std::sync::OnceLock;
     static MULTI: OnceLock<bool> = OnceLock::new();
-    *MULTI.get_or_init(|| crate::process::cpu_count() > 1)
+    match SPINNING.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => *MULTI.get_or_init(|| crate::process::cpu_count() > 1),
+    }
 }
 
 /// Spins until `ready()` holds or `budget` runs out; returns whether it holds.
