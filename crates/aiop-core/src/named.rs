@@ -8,7 +8,8 @@
 //! # Lifetime of a name
 //!
 //! The process that created a name removes it when its last handle to the
-//! object is dropped; processes that opened the object keep their mapping
+//! object is dropped (handles it opened by name count too: one process maps
+//! a file once); processes that opened the object keep their mapping
 //! (the memory lives on until the last of them drops it) but the name is
 //! gone, so nobody new can open it. [`remove`] removes a name at any time.
 //!
@@ -25,7 +26,8 @@
 //! let lock = Lock::create_named(&name)?;
 //! let other = Lock::open_named(&name)?; // as another program would
 //! drop(other.lock().unwrap());
-//! drop(lock); // the creator's last handle: the name is gone
+//! drop(other);
+//! drop(lock); // the creating process's last handle: the name is gone
 //! assert_eq!(Lock::open_named(&name).unwrap_err().kind(), std::io::ErrorKind::NotFound);
 //! # std::io::Result::Ok(())
 //! ```

@@ -151,6 +151,13 @@ impl RawLock {
 /// arguments (or, later, through a connection); every handle refers to the
 /// same lock. Taking a free lock is one atomic instruction.
 ///
+/// # Limits
+///
+/// The kernel looks at no more than 2048 robust locks of a dying process,
+/// so death is reported for at most 2048 distinct `Lock`s, `RLock`s,
+/// `Condition`s, `Value`s and `Array`s that the process holds handles to
+/// at once (the most recently obtained ones).
+///
 /// # Examples
 ///
 /// ```
