@@ -233,6 +233,15 @@ impl Slot {
         base(&self.seg) + SLOTS_OFFSET + self.index as usize * SLOT_SIZE
     }
 
+    /// Drops this handle but leaves its count behind, for the receiver of
+    /// a message that carried it (the segment's mapping goes with the
+    /// handle as usual; forgetting the handle would leak the mapping).
+    pub(crate) fn hand_over(self) {
+        // Relaxed, as `Clone`: the count is live; the `Drop` that follows
+        // takes it back down by one.
+        count(&self.seg, self.index as usize).fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The segment the slot lives in.
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg

@@ -70,7 +70,7 @@ impl Outbound {
     /// The message was sent: its counts now belong to the receiver.
     pub(crate) fn delivered(self) {
         for (_, slot) in self.slots {
-            std::mem::forget(slot);
+            slot.hand_over();
         }
     }
 
@@ -155,6 +155,21 @@ enum Scope {
 
 thread_local! {
     static SCOPE: RefCell<Option<Scope>> = const { RefCell::new(None) };
+    /// Why a handle refused to deserialize during the current [`decode`]:
+    /// postcard keeps nothing of a `serde::de::Error::custom` message.
+    static DECODE_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Records why a handle being decoded is refused (the object is of another
+/// kind, say), so that [`decode`] can report it. Does nothing outside a
+/// decode; the first refusal of a decode is the one reported.
+pub(crate) fn note_decode_error(why: &dyn fmt::Display) {
+    let decoding = SCOPE.with(|s| matches!(s.try_borrow().as_deref(), Ok(Some(Scope::In(_)))));
+    if decoding {
+        DECODE_ERROR.with(|e| {
+            e.borrow_mut().get_or_insert_with(|| why.to_string());
+        });
+    }
 }
 
 /// Runs `f` with `scope` installed, then takes it back and restores the
@@ -202,14 +217,20 @@ pub(crate) fn decode<T: DeserializeOwned>(
     bytes: &[u8],
     inbound: Inbound,
 ) -> (io::Result<T>, Inbound) {
+    let outer = DECODE_ERROR.with(|e| e.borrow_mut().take());
     let (res, scope) = scoped(Scope::In(inbound), || postcard::from_bytes::<T>(bytes));
+    let noted = DECODE_ERROR.with(|e| std::mem::replace(&mut *e.borrow_mut(), outer));
     let Scope::In(inbound) = scope else {
         unreachable!("inbound scope replaced by outbound")
     };
     let res = res.map_err(|e| {
+        let why = match (e, noted) {
+            (postcard::Error::SerdeDeCustom, Some(why)) => why,
+            (e, _) => e.to_string(),
+        };
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("failed to deserialize: {e}"),
+            format!("failed to deserialize: {why}"),
         )
     });
     (res, inbound)

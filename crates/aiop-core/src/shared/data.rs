@@ -157,7 +157,14 @@ impl<T: Pod> Data<T> {
         // SAFETY: `i` is inside the payload (see the module's Safety
         // section); `AtomicU8` has no alignment requirement and allows
         // concurrent access from any process.
-        unsafe { &*self.slot.segment().as_ptr().add(i).cast::<AtomicU8>() }
+        unsafe {
+            &*self
+                .slot
+                .segment()
+                .as_ptr()
+                .wrapping_add(i)
+                .cast::<AtomicU8>()
+        }
     }
 
     /// Copies element `i` out, byte by byte (may tear under a concurrent write).

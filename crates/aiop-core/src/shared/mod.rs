@@ -19,7 +19,11 @@
 
 mod array;
 mod data;
+mod list;
+mod memory;
 mod value;
 
 pub use array::{Array, ArrayGuard, RawArray};
+pub use list::{Item, ShareableList, TooLongError};
+pub use memory::SharedMemory;
 pub use value::{RawValue, Value, ValueGuard};
