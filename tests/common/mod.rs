@@ -85,3 +85,91 @@ impl<'de> serde::Deserialize<'de> for RefusesToDeserialize {
         Err(serde::de::Error::custom("refused on purpose"))
     }
 }
+
+/// Waits (with the [`GENEROUS`] deadline) until `cond` holds, yielding the
+/// CPU between looks; for states no futex announces (another process's
+/// thread going to sleep, a waiter count).
+pub fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + GENEROUS;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::yield_now();
+    }
+}
+
+/// Whether thread `tid` of this process is asleep in a `futex` system call.
+pub fn in_futex_wait(tid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
+        .is_ok_and(|s| s.split_whitespace().next() == Some(&libc::SYS_futex.to_string()))
+}
+
+/// A thread of this process that is known to be asleep in a blocking call.
+pub struct Blocked<T> {
+    result: std::sync::mpsc::Receiver<T>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Runs `call` on a new thread and returns once that thread is asleep in a
+/// futex wait inside `call` (not before it: the thread raises a flag just
+/// before the call, and nothing between the flag and the call can sleep).
+///
+/// # Panics
+///
+/// If `call` returns without sleeping, or the thread is not asleep within
+/// [`GENEROUS`].
+pub fn blocked<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> Blocked<T> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU8;
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // 0: starting, 1: calling, 2: returned.
+    let stage = Arc::new(AtomicU8::new(0));
+    let seen = stage.clone();
+    let thread = std::thread::spawn(move || {
+        tid_tx
+            .send(rustix::thread::gettid().as_raw_nonzero().get())
+            .unwrap();
+        stage.store(1, Ordering::SeqCst);
+        let r = call();
+        stage.store(2, Ordering::SeqCst);
+        let _ = tx.send(r);
+    });
+    let tid = tid_rx.recv().expect("the thread starts");
+    until("the thread sleeps in its blocking call", || {
+        match seen.load(Ordering::SeqCst) {
+            1 => in_futex_wait(tid),
+            2 => true,
+            _ => false,
+        }
+    });
+    assert_ne!(
+        seen.load(Ordering::SeqCst),
+        2,
+        "the call returned without blocking"
+    );
+    Blocked {
+        result: rx,
+        thread: Some(thread),
+    }
+}
+
+impl<T> Blocked<T> {
+    /// The call's result, once it returns.
+    ///
+    /// # Panics
+    ///
+    /// If it is still blocked after [`GENEROUS`], or it panicked.
+    pub fn join(mut self) -> T {
+        use std::sync::mpsc::RecvTimeoutError;
+        match self.result.recv_timeout(GENEROUS) {
+            Ok(v) => {
+                self.thread.take().unwrap().join().unwrap();
+                v
+            }
+            Err(RecvTimeoutError::Timeout) => panic!("still blocked after {GENEROUS:?}"),
+            Err(RecvTimeoutError::Disconnected) => {
+                std::panic::resume_unwind(self.thread.take().unwrap().join().unwrap_err())
+            }
+        }
+    }
+}

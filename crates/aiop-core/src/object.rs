@@ -88,9 +88,18 @@ pub(crate) fn stamp(slot: &Slot, kind: Kind) {
     slot.word(MAGIC_WORD).store(MAGIC, Ordering::Release);
 }
 
+/// An `InvalidData` error about a shared object's header or layout. When a
+/// handle is being received, the message is also noted for the transfer's
+/// error (postcard would drop it).
+pub(crate) fn invalid_data(msg: impl Into<String>) -> io::Error {
+    let msg = msg.into();
+    crate::transfer::note_decode_error(&msg);
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
 /// Checks that `slot` holds an initialized object of kind `kind`.
 pub(crate) fn check(slot: &Slot, kind: Kind) -> io::Result<()> {
-    let bad = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidData, msg));
+    let bad = |msg: String| Err(invalid_data(msg));
     // Acquire: pairs with `stamp`.
     if slot.word(MAGIC_WORD).load(Ordering::Acquire) != MAGIC {
         return bad(format!(

@@ -101,35 +101,32 @@ impl<T: Pod> Data<T> {
         object::check(&slot, kind)?;
         if slot.word(RAW).load(Ordering::Relaxed) != u32::from(raw) {
             let what = |r: bool| if r { "raw (lock-free)" } else { "locked" };
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the shared object is {}, not {}", what(!raw), what(raw)),
-            ));
+            return Err(object::invalid_data(format!(
+                "the shared object is {}, not {}",
+                what(!raw),
+                what(raw)
+            )));
         }
         let size = slot.word(ELEM_SIZE).load(Ordering::Relaxed) as usize;
         let align = slot.word(ELEM_ALIGN).load(Ordering::Relaxed) as usize;
         let len = usize::try_from(slot.word64(COUNT).load(Ordering::Relaxed)).unwrap_or(usize::MAX);
         if size != std::mem::size_of::<T>() || align != std::mem::align_of::<T>() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the shared {} holds elements of {size} bytes (alignment {align}), not of {} bytes (alignment {})",
-                    if kind == Kind::Array {
-                        "array"
-                    } else {
-                        "value"
-                    },
-                    std::mem::size_of::<T>(),
-                    std::mem::align_of::<T>()
-                ),
-            ));
+            return Err(object::invalid_data(format!(
+                "the shared {} holds elements of {size} bytes (alignment {align}), not of {} bytes (alignment {})",
+                if kind == Kind::Array {
+                    "array"
+                } else {
+                    "value"
+                },
+                std::mem::size_of::<T>(),
+                std::mem::align_of::<T>()
+            )));
         }
         if len
             .checked_mul(size)
             .is_none_or(|b| b > object::payload_len(&slot))
         {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
+            return Err(object::invalid_data(
                 "the shared array's length does not fit its memory",
             ));
         }

@@ -18,7 +18,8 @@ const SLEEPERS: usize = 1;
 const PARTIES: usize = 2;
 
 // The state word: arrivals in this generation, broken, how the previous
-// generation ended (reset or not), and the generation number. Waiters sleep
+// generation ended (`PREV_RESET`: by a reset of a waited-on or broken
+// barrier, so its waiters fail), and the generation number. Waiters sleep
 // on it; every change of generation or of `BROKEN` wakes them.
 const COUNT_MASK: u32 = 0x7fff;
 const BROKEN: u32 = 1 << 15;
@@ -298,8 +299,11 @@ impl Barrier {
         let state = self.state();
         let mut s = state.load(Ordering::Relaxed);
         loop {
-            let waiting = s & BROKEN == 0 && s & COUNT_MASK > 0;
-            let next = next_generation(s, waiting);
+            // A broken barrier may still have waiters that have not seen
+            // `BROKEN` yet (`abort` forgets the count): they must fail too,
+            // not take the new generation for the end of theirs.
+            let fail_waiters = s & BROKEN != 0 || s & COUNT_MASK > 0;
+            let next = next_generation(s, fail_waiters);
             match state.compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(c) => s = c,
