@@ -49,6 +49,12 @@ pub const MAX_PARTIES: u32 = COUNT_MASK;
 /// [`BrokenBarrierError`]; after `abort` or a timeout it stays broken until
 /// `reset`.
 ///
+/// With more callers than parties, a waiter that is slow to wake after its
+/// generation ended may see a later generation end too; it then returns
+/// its index as if released normally, even if that later generation was
+/// reset. Python avoids this by holding new arrivals back until the old
+/// generation has drained; use one barrier per group of `parties` callers.
+///
 /// Python's `action` is [`wait_with_action`](Barrier::wait_with_action):
 /// the last arrival runs it before the others are released. A closure cannot
 /// travel between processes, so each caller passes its own.

@@ -202,11 +202,15 @@ extern "C" fn forget_in_fork_child() {
 /// sentinel's list.
 pub(crate) struct Linked {
     slot: Slot,
+    /// Word 0 of `slot`, resolved once: the lock's hot path should not
+    /// walk from the slot to its segment's mapping on every call.
+    word: *const AtomicU32,
     node: *mut Node,
 }
 
-// SAFETY: `node` points into the private shadow of a mapping that `slot`
-// keeps alive; it is only touched through atomics, and list changes are
+// SAFETY: `word` and `node` point into a mapping (its shared part and its
+// private shadow) that `slot` keeps alive; both are only touched through
+// atomics, and list changes are
 // serialized by LIST, so the handle can move and be shared between threads.
 unsafe impl Send for Linked {}
 // SAFETY: as above.
@@ -231,7 +235,7 @@ impl Linked {
             .wrapping_add(SHADOW_LEN)
             .cast::<Node>()
             .cast_mut();
-        let linked = Linked { slot, node };
+        let linked = Linked { slot, word, node };
         let _l = LIST.lock().unwrap_or_else(|e| e.into_inner());
         let n = linked.node();
         if n.users.fetch_add(1, Ordering::Relaxed) == 0 {
@@ -263,7 +267,9 @@ impl Linked {
     /// The robust word.
     #[inline]
     pub(crate) fn word(&self) -> &AtomicU32 {
-        self.slot.word(0)
+        // SAFETY: `word` is `self.slot.word(0)`, resolved in `new`; the slot
+        // held by `self` keeps the mapping, and so the word, alive.
+        unsafe { &*self.word }
     }
 }
 
@@ -273,6 +279,7 @@ impl Clone for Linked {
         self.node().users.fetch_add(1, Ordering::Relaxed);
         Linked {
             slot: self.slot.clone(),
+            word: self.word,
             node: self.node,
         }
     }
