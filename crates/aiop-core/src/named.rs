@@ -67,6 +67,18 @@ fn file_name(name: &str) -> io::Result<String> {
     Ok(format!("{PREFIX}{name}"))
 }
 
+/// `NotFound` naming the object for `ENOENT`; the error itself otherwise.
+fn missing(e: Errno, name: &str) -> io::Error {
+    if e == Errno::NOENT {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no aiop object named {name:?}"),
+        )
+    } else {
+        e.into()
+    }
+}
+
 /// Creates the file for a new named object of `len` bytes and maps it; the
 /// caller formats it. The creator's `flock` marks the name as alive.
 ///
@@ -113,16 +125,8 @@ pub(crate) fn create(name: &str, len: usize) -> io::Result<Segment> {
 /// `NotFound` when no object has that name.
 pub(crate) fn open(name: &str) -> io::Result<Segment> {
     let file = file_name(name)?;
-    let fd = rustix::shm::open(file.as_str(), OFlags::RDWR, Mode::empty()).map_err(|e| {
-        if e == Errno::NOENT {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no aiop object named {name:?}"),
-            )
-        } else {
-            e.into()
-        }
-    })?;
+    let fd = rustix::shm::open(file.as_str(), OFlags::RDWR, Mode::empty())
+        .map_err(|e| missing(e, name))?;
     Segment::from_named_fd(fd, None)
 }
 
@@ -134,16 +138,7 @@ pub(crate) fn open(name: &str) -> io::Result<Segment> {
 /// `NotFound` when no object has that name.
 pub fn remove(name: &str) -> io::Result<()> {
     let file = file_name(name)?;
-    rustix::shm::unlink(file.as_str()).map_err(|e| {
-        if e == Errno::NOENT {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no aiop object named {name:?}"),
-            )
-        } else {
-            e.into()
-        }
-    })
+    rustix::shm::unlink(file.as_str()).map_err(|e| missing(e, name))
 }
 
 /// Whether the named object's creator is gone without having removed it.
@@ -153,16 +148,8 @@ pub fn remove(name: &str) -> io::Result<()> {
 /// `NotFound` when no object has that name.
 pub fn is_stale(name: &str) -> io::Result<bool> {
     let file = file_name(name)?;
-    let fd = match rustix::shm::open(file.as_str(), OFlags::RDONLY, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT) => {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no aiop object named {name:?}"),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let fd = rustix::shm::open(file.as_str(), OFlags::RDONLY, Mode::empty())
+        .map_err(|e| missing(e, name))?;
     stale_fd(&fd)
 }
 
