@@ -25,6 +25,11 @@ bench *PREFIXES:
 compare:
     crates/aiop-bench/compare.sh
 
+# fuzz a connection target (`frames` or `handshake`); needs nightly and
+# `cargo install cargo-fuzz`; not part of CI (tests/fuzz_corpus.rs replays the corpus)
+fuzz target="frames":
+    cd fuzz && cargo +nightly fuzz run {{target}} corpus/{{target}} -- -malloc_limit_mb=64 -max_total_time=300
+
 # what CI runs
 ci:
     .ci/run

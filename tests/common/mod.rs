@@ -99,8 +99,7 @@ pub fn until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Whether thread `tid` of this process is asleep in a `futex` system call.
 pub fn in_futex_wait(tid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
-        .is_ok_and(|s| s.split_whitespace().next() == Some(&libc::SYS_futex.to_string()))
+    in_syscall(tid, &[libc::SYS_futex])
 }
 
 /// A thread of this process that is known to be asleep in a blocking call.
@@ -118,39 +117,7 @@ pub struct Blocked<T> {
 /// If `call` returns without sleeping, or the thread is not asleep within
 /// [`GENEROUS`].
 pub fn blocked<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> Blocked<T> {
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicU8;
-    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-    let (tx, rx) = std::sync::mpsc::channel();
-    // 0: starting, 1: calling, 2: returned.
-    let stage = Arc::new(AtomicU8::new(0));
-    let seen = stage.clone();
-    let thread = std::thread::spawn(move || {
-        tid_tx
-            .send(rustix::thread::gettid().as_raw_nonzero().get())
-            .unwrap();
-        stage.store(1, Ordering::SeqCst);
-        let r = call();
-        stage.store(2, Ordering::SeqCst);
-        let _ = tx.send(r);
-    });
-    let tid = tid_rx.recv().expect("the thread starts");
-    until("the thread sleeps in its blocking call", || {
-        match seen.load(Ordering::SeqCst) {
-            1 => in_futex_wait(tid),
-            2 => true,
-            _ => false,
-        }
-    });
-    assert_ne!(
-        seen.load(Ordering::SeqCst),
-        2,
-        "the call returned without blocking"
-    );
-    Blocked {
-        result: rx,
-        thread: Some(thread),
-    }
+    blocked_in(&[libc::SYS_futex], call)
 }
 
 impl<T> Blocked<T> {
@@ -172,4 +139,93 @@ impl<T> Blocked<T> {
             }
         }
     }
+}
+
+/// Whether thread `tid` of this process is asleep in one of the system
+/// calls numbered `nrs`.
+pub fn in_syscall(tid: i32, nrs: &[libc::c_long]) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).is_ok_and(|s| {
+        s.split_whitespace()
+            .next()
+            .is_some_and(|n| nrs.iter().any(|nr| n == nr.to_string()))
+    })
+}
+
+/// [`blocked`] for a call that sleeps in one of the system calls `nrs`
+/// (`recvmsg`, `poll`, `accept4`, ...) rather than in a futex.
+pub fn blocked_in<T: Send + 'static>(
+    nrs: &'static [libc::c_long],
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Blocked<T> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU8;
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stage = Arc::new(AtomicU8::new(0));
+    let seen = stage.clone();
+    let thread = std::thread::spawn(move || {
+        tid_tx
+            .send(rustix::thread::gettid().as_raw_nonzero().get())
+            .unwrap();
+        stage.store(1, Ordering::SeqCst);
+        let r = call();
+        stage.store(2, Ordering::SeqCst);
+        let _ = tx.send(r);
+    });
+    let tid = tid_rx.recv().expect("the thread starts");
+    until("the thread sleeps in its blocking call", || {
+        match seen.load(Ordering::SeqCst) {
+            1 => in_syscall(tid, nrs),
+            2 => true,
+            _ => false,
+        }
+    });
+    assert_ne!(
+        seen.load(Ordering::SeqCst),
+        2,
+        "the call returned without blocking"
+    );
+    Blocked {
+        result: rx,
+        thread: Some(thread),
+    }
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A new empty directory whose name contains `tag`, the pid and a counter.
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("aiop-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    /// A path inside the directory.
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether every thread of process `pid` is asleep in a `futex` system
+/// call (a child blocked in a wait, its other threads parked).
+pub fn all_threads_in_futex(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let futex = libc::SYS_futex.to_string();
+    tasks.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("syscall"))
+            .is_ok_and(|s| s.split_whitespace().next() == Some(futex.as_str()))
+    })
 }

@@ -9,4 +9,4 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
-pub use aiop_core::{arena, futex, named, process, shared, shm, sync, transfer};
+pub use aiop_core::{arena, connection, futex, named, process, queue, shared, shm, sync, transfer};

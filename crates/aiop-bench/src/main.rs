@@ -24,6 +24,8 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 mod floor;
+mod pipe;
+mod queue;
 mod report;
 mod spawn;
 mod sync;
@@ -48,6 +50,14 @@ const BENCHES: &[Bench] = &[
     ("lock/uncontended", sync::lock_uncontended),
     ("floor/lock_contended_2proc", sync::floor_lock_contended),
     ("lock/contended_2proc", sync::lock_contended),
+    ("floor/socketpair_pingpong", pipe::socketpair_pingpong),
+    ("pipe/pingpong", pipe::pipe_pingpong),
+    ("queue/pingpong", queue::queue_pingpong),
+    ("queue/pingpong_nospin", queue::queue_pingpong_nospin),
+    ("floor/ring_throughput_64B", queue::floor_ring_64b),
+    ("queue/throughput_64B", queue::throughput_64b),
+    ("floor/ring_throughput_64KiB", queue::floor_ring_64kib),
+    ("queue/throughput_64KiB", queue::throughput_64kib),
 ];
 
 /// Ratios printed when both sides ran: (name, numerator, denominator).
@@ -86,6 +96,31 @@ const RATIOS: &[(&str, &str, &str)] = &[
         "ratio/lock/contended_2proc:floor/lock_contended_2proc",
         "lock/contended_2proc",
         "floor/lock_contended_2proc",
+    ),
+    (
+        "ratio/pipe/pingpong:floor/socketpair_pingpong",
+        "pipe/pingpong",
+        "floor/socketpair_pingpong",
+    ),
+    (
+        "ratio/queue/pingpong:floor/futex_pingpong",
+        "queue/pingpong",
+        "floor/futex_pingpong",
+    ),
+    (
+        "ratio/queue/pingpong_nospin:floor/futex_pingpong",
+        "queue/pingpong_nospin",
+        "floor/futex_pingpong",
+    ),
+    (
+        "ratio/queue/throughput_64B:floor/ring_throughput_64B",
+        "queue/throughput_64B",
+        "floor/ring_throughput_64B",
+    ),
+    (
+        "ratio/queue/throughput_64KiB:floor/ring_throughput_64KiB",
+        "queue/throughput_64KiB",
+        "floor/ring_throughput_64KiB",
     ),
 ];
 

@@ -27,11 +27,11 @@ fn duration() -> Duration {
 
 /// Runs `child` in a forked copy of this process, which then `_exit`s.
 #[allow(unsafe_code)]
-fn fork_raw(child: impl FnOnce()) -> libc::pid_t {
+pub(crate) fn fork_raw(child: impl FnOnce()) -> libc::pid_t {
     // SAFETY: the benchmark's main thread is the only thread that runs code
     // (the aiop-robust sentinel, if started, is parked and holds no lock),
     // and the child ends with `_exit` after running `child`, which touches
-    // only shared memory and futexes.
+    // only shared memory, futexes and its own end of a socket pair.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
@@ -44,7 +44,7 @@ fn fork_raw(child: impl FnOnce()) -> libc::pid_t {
 }
 
 #[allow(unsafe_code)]
-fn reap(pid: libc::pid_t) {
+pub(crate) fn reap(pid: libc::pid_t) {
     let mut status = 0;
     // SAFETY: `pid` is our child and `status` a valid out-pointer.
     let r = unsafe { libc::waitpid(pid, &mut status, 0) };

@@ -15,6 +15,8 @@
 //!   methods, typed results, panics as errors, daemon children.
 //! * [`transfer`]: how a handle crosses into another process with its
 //!   descriptor.
+//! * [`connection`]: Python's `Pipe`, `Connection`, `wait`, `Listener` and
+//!   `Client` (with `authkey`), passing handles and sockets between processes.
 //!
 //! # Implementation
 //!
@@ -35,9 +37,11 @@
 )]
 
 pub mod arena;
+pub mod connection;
 pub mod named;
 mod object;
 pub mod process;
+pub mod queue;
 pub mod shared;
 pub mod shm;
 pub mod sync;

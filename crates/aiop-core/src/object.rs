@@ -41,6 +41,9 @@ pub(crate) enum Kind {
     Array = 9,
     SharedMemory = 10,
     ShareableList = 11,
+    Queue = 12,
+    SimpleQueue = 13,
+    JoinableQueue = 14,
 }
 
 impl Kind {
@@ -58,6 +61,9 @@ impl Kind {
             Array,
             SharedMemory,
             ShareableList,
+            Queue,
+            SimpleQueue,
+            JoinableQueue,
         ]
         .into_iter()
         .find(|k| *k as u16 == v)
@@ -76,6 +82,9 @@ impl Kind {
             Kind::Array => "an Array",
             Kind::SharedMemory => "a SharedMemory",
             Kind::ShareableList => "a ShareableList",
+            Kind::Queue => "a Queue",
+            Kind::SimpleQueue => "a SimpleQueue",
+            Kind::JoinableQueue => "a JoinableQueue",
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Out-of-band descriptor transfer for handles.
 //!
-//! A handle ([`Segment`], [`Slot`]) serializes as an index
+//! A handle ([`Segment`], [`Slot`], and a socket such as a `Connection`) serializes as an index
 //! into a table of descriptors that travels beside the serialized bytes (as
 //! `SCM_RIGHTS` on a Unix socket). The table only exists while aiop itself
 //! serializes or deserializes a message that can carry descriptors: the
-//! arguments and result of a spawned process, and (later) connection
+//! arguments and result of a spawned process, and [`Connection`](crate::connection::Connection)
 //! messages. Serializing a handle anywhere else fails with
 //! [`HANDLE_OUTSIDE_TRANSFER`], as Python refuses to pickle a `Lock` into a
 //! `Queue`: the bytes alone could never be turned back into the object.
@@ -41,6 +41,22 @@ use crate::shm::Segment;
 /// transfer that can carry its descriptor.
 pub const HANDLE_OUTSIDE_TRANSFER: &str = "an aiop handle can only be serialized into the arguments or result of a spawned process or a message on a Connection, where its descriptor travels with it";
 
+/// One entry of an outgoing descriptor table.
+enum Attached {
+    Segment(Segment),
+    /// A duplicate of a socket or other descriptor (see [`push_fd`]).
+    Fd(OwnedFd),
+}
+
+impl Attached {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Attached::Segment(s) => s.as_fd(),
+            Attached::Fd(fd) => fd.as_fd(),
+        }
+    }
+}
+
 /// The slot reference counts a message carries: (descriptor-table index of
 /// the segment, slot index) pairs.
 pub(crate) type Refs = Vec<(u32, u32)>;
@@ -48,7 +64,8 @@ pub(crate) type Refs = Vec<(u32, u32)>;
 /// The descriptors and in-flight reference counts of one outgoing message.
 #[derive(Default)]
 pub(crate) struct Outbound {
-    segments: Vec<Segment>,
+    /// The descriptor table: segments and plain descriptors share one index space.
+    segments: Vec<Attached>,
     /// A count held for each serialized slot, with its segment's table index.
     slots: Vec<(u32, Slot)>,
 }
@@ -56,7 +73,7 @@ pub(crate) struct Outbound {
 impl Outbound {
     /// The descriptors to attach to the message.
     pub(crate) fn fds(&self) -> Vec<BorrowedFd<'_>> {
-        self.segments.iter().map(|s| s.as_fd()).collect()
+        self.segments.iter().map(Attached::as_fd).collect()
     }
 
     /// The counts the message carries, as (table index, slot index) pairs.
@@ -75,10 +92,11 @@ impl Outbound {
     }
 
     fn push_segment(&mut self, seg: &Segment) -> u32 {
-        if let Some(i) = self.segments.iter().position(|x| x.key() == seg.key()) {
+        let same = |x: &Attached| matches!(x, Attached::Segment(x) if x.key() == seg.key());
+        if let Some(i) = self.segments.iter().position(same) {
             return i as u32;
         }
-        self.segments.push(seg.clone());
+        self.segments.push(Attached::Segment(seg.clone()));
         (self.segments.len() - 1) as u32
     }
 }
@@ -262,6 +280,39 @@ pub(crate) fn push_slot(slot: &Slot, seg: &Segment) -> Result<u32, &'static str>
 pub(crate) fn adopt_slot(seg: u32, slot: u32) -> Result<Segment, String> {
     SCOPE.with(|s| match &mut *s.borrow_mut() {
         Some(Scope::In(inb)) => inb.adopt(seg, slot).map_err(|e| e.to_string()),
+        _ => Err(HANDLE_OUTSIDE_DECODE.to_string()),
+    })
+}
+
+/// Called by the `Serialize` of a type that travels as a plain descriptor (a
+/// socket, a `Connection`): attaches a duplicate of `fd` to the message and
+/// returns its index. Reference counts are not involved.
+pub(crate) fn push_fd(fd: BorrowedFd<'_>) -> Result<u32, String> {
+    SCOPE.with(|s| match &mut *s.borrow_mut() {
+        Some(Scope::Out(out)) => {
+            let dup = fd
+                .try_clone_to_owned()
+                .map_err(|e| format!("could not duplicate a descriptor to send: {e}"))?;
+            out.segments.push(Attached::Fd(dup));
+            Ok((out.segments.len() - 1) as u32)
+        }
+        _ => Err(HANDLE_OUTSIDE_TRANSFER.to_string()),
+    })
+}
+
+/// Called by the `Deserialize` of a type that travels as a plain descriptor:
+/// takes the descriptor at `index` of the message (each index can be taken once).
+pub(crate) fn take_fd(index: u32) -> Result<OwnedFd, String> {
+    SCOPE.with(|s| match &mut *s.borrow_mut() {
+        Some(Scope::In(inb)) => inb
+            .fds
+            .get_mut(index as usize)
+            .and_then(Option::take)
+            .ok_or_else(|| {
+                format!(
+                    "a message refers to descriptor {index}, which it did not carry or which was already taken"
+                )
+            }),
         _ => Err(HANDLE_OUTSIDE_DECODE.to_string()),
     })
 }

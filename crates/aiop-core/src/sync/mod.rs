@@ -68,9 +68,9 @@ use crate::futex::{self, Timeout, Wake};
 /// that is running on another CPU and about to signal (a ping-pong round
 /// trip between two running processes is well under a microsecond), short
 /// enough not to starve a two-CPU machine.
-const SPIN: Duration = Duration::from_micros(8);
+pub(crate) const SPIN: Duration = Duration::from_micros(8);
 /// Locks spin less: a holder in a tight loop re-takes the lock at once.
-const LOCK_SPIN: Duration = Duration::from_micros(2);
+pub(crate) const LOCK_SPIN: Duration = Duration::from_micros(2);
 
 /// 0: decide from the CPU count; 1: spin; 2: never spin.
 static SPINNING: AtomicU8 = AtomicU8::new(0);
@@ -100,7 +100,7 @@ fn may_spin() -> bool {
 
 /// Spins until `ready()` holds or `budget` runs out; returns whether it holds.
 #[inline]
-fn spin(budget: Duration, mut ready: impl FnMut() -> bool) -> bool {
+pub(crate) fn spin(budget: Duration, mut ready: impl FnMut() -> bool) -> bool {
     if !may_spin() {
         return false;
     }
@@ -119,13 +119,13 @@ fn spin(budget: Duration, mut ready: impl FnMut() -> bool) -> bool {
 }
 
 /// The absolute deadline of a relative timeout (`None`: never).
-fn deadline_after(d: Duration) -> Option<Instant> {
+pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
     Timeout::After(d).deadline()
 }
 
 /// Sleeps on `word` while it holds `expected`, until `deadline`. Returns
 /// `false` only when the deadline passed.
-fn sleep(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+pub(crate) fn sleep(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
     match futex::wait_until(word, expected, deadline) {
         Ok(Wake::TimedOut) => false,
         Ok(_) => true,
@@ -141,7 +141,7 @@ fn wake(word: &AtomicU32, n: u32) {
 }
 
 /// Wakes every sleeper on `word`.
-fn wake_all(word: &AtomicU32) {
+pub(crate) fn wake_all(word: &AtomicU32) {
     let _ = futex::wake_all(word);
 }
 
@@ -151,10 +151,10 @@ fn wake_all(word: &AtomicU32) {
 /// kernel; the waker changes the word, then reads the count (SeqCst). Either
 /// the waker sees the waiter and wakes it, or the waiter's futex wait sees
 /// the changed word and does not sleep.
-struct Sleepers<'a>(&'a AtomicU32);
+pub(crate) struct Sleepers<'a>(&'a AtomicU32);
 
 impl<'a> Sleepers<'a> {
-    fn enter(word: &'a AtomicU32) -> Sleepers<'a> {
+    pub(crate) fn enter(word: &'a AtomicU32) -> Sleepers<'a> {
         word.fetch_add(1, Ordering::SeqCst);
         Sleepers(word)
     }
@@ -167,6 +167,6 @@ impl Drop for Sleepers<'_> {
 }
 
 /// Whether anyone sleeps, read after the waker's change (SeqCst).
-fn anyone_sleeping(count: &AtomicU32) -> bool {
+pub(crate) fn anyone_sleeping(count: &AtomicU32) -> bool {
     count.load(Ordering::SeqCst) != 0
 }

@@ -11,7 +11,7 @@
 //! Every length is checked against the caller's maximum before anything is
 //! allocated, and every malformed header is `InvalidData`.
 
-use std::io::{self, IoSlice, IoSliceMut, Read};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -73,6 +73,15 @@ pub fn check_frame(len: usize, nfds: usize, max_len: usize) -> io::Result<()> {
 /// [`MAX_FDS`] descriptors are given; the socket's error otherwise (`EPIPE`
 /// when the peer is gone).
 pub fn send_frame(sock: &UnixStream, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    send_frame_fd(sock.as_fd(), parts, fds)
+}
+
+/// [`send_frame`] on any stream socket (descriptors need a Unix one).
+pub(crate) fn send_frame_fd(
+    sock: BorrowedFd<'_>,
+    parts: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
     check_frame(total, fds.len(), u32::MAX as usize)?;
     let mut header = [0u8; HEADER];
@@ -95,7 +104,7 @@ pub fn send_frame(sock: &UnixStream, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) ->
             .map(|p| IoSlice::new(p)),
     );
     let mut sent = loop {
-        match rustix::net::sendmsg(sock.as_fd(), &iov, &mut control, SendFlags::NOSIGNAL) {
+        match rustix::net::sendmsg(sock, &iov, &mut control, SendFlags::NOSIGNAL) {
             Ok(n) => break n,
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
@@ -106,7 +115,7 @@ pub fn send_frame(sock: &UnixStream, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) ->
             sent -= chunk.len();
             continue;
         }
-        send_all(sock.as_fd(), &chunk[sent..])?;
+        send_all(sock, &chunk[sent..])?;
         sent = 0;
     }
     Ok(())
@@ -130,26 +139,50 @@ pub struct Frame {
 /// descriptors were truncated; `UnexpectedEof` when the stream ends inside a
 /// frame.
 pub fn recv_frame(sock: &UnixStream, max_len: usize) -> io::Result<Option<Frame>> {
-    recv_frame_with(sock, max_len, RecvFlags::empty())
+    recv_frame_fd(sock.as_fd(), max_len, false)
 }
 
 /// [`recv_frame`] that fails with `WouldBlock` instead of waiting when no
 /// frame has begun (the rest of a begun frame is still read to its end).
 pub fn try_recv_frame(sock: &UnixStream, max_len: usize) -> io::Result<Option<Frame>> {
-    recv_frame_with(sock, max_len, RecvFlags::DONTWAIT)
+    recv_frame_fd(sock.as_fd(), max_len, true)
 }
 
-fn recv_frame_with(
-    sock: &UnixStream,
+/// Reads exactly `buf` from a stream socket; `UnexpectedEof` if it ends first.
+fn recv_exact(sock: BorrowedFd<'_>, mut buf: &mut [u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::net::recv(sock, &mut *buf, RecvFlags::empty()) {
+            Ok((0, _)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the stream ended inside a frame",
+                ));
+            }
+            Ok((n, _)) => buf = &mut buf[n..],
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// [`recv_frame`] (or, with `nonblocking`, [`try_recv_frame`]) on any stream socket.
+pub(crate) fn recv_frame_fd(
+    sock: BorrowedFd<'_>,
     max_len: usize,
-    flags: RecvFlags,
+    nonblocking: bool,
 ) -> io::Result<Option<Frame>> {
+    let flags = if nonblocking {
+        RecvFlags::DONTWAIT
+    } else {
+        RecvFlags::empty()
+    };
     let mut header = [0u8; HEADER];
     let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let msg = loop {
         match rustix::net::recvmsg(
-            sock.as_fd(),
+            sock,
             &mut [IoSliceMut::new(&mut header)],
             &mut control,
             RecvFlags::CMSG_CLOEXEC | flags,
@@ -178,7 +211,7 @@ fn recv_frame_with(
         ));
     }
     if msg.bytes < HEADER {
-        (&*sock).read_exact(&mut header[msg.bytes..])?;
+        recv_exact(sock, &mut header[msg.bytes..])?;
     }
     let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
     let nfds = u32::from_le_bytes(header[4..].try_into().expect("4 bytes")) as usize;
@@ -194,7 +227,7 @@ fn recv_frame_with(
         )));
     }
     let mut payload = vec![0u8; len];
-    (&*sock).read_exact(&mut payload)?;
+    recv_exact(sock, &mut payload)?;
     Ok(Some(Frame { payload, fds }))
 }
 
