@@ -467,16 +467,46 @@ fn a_handle_inside_an_item_fails_to_encode_and_enqueues_nothing() {
         Err(PutError::Encode((1, back), e)) => {
             assert!(back.same_as(&lock));
             assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
-            assert!(
-                e.to_string()
-                    .contains(aiop::transfer::HANDLE_OUTSIDE_TRANSFER),
-                "{e}"
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "cannot encode the queue item: {}",
+                    aiop::transfer::HANDLE_OUTSIDE_TRANSFER
+                )
             );
         }
         other => panic!("{other:?}"),
     }
     assert!(q.is_empty());
     assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+}
+
+/// An item whose own `Serialize` fails (not an aiop handle).
+#[derive(Debug, serde::Deserialize)]
+struct RefusesToSerialize;
+
+impl serde::Serialize for RefusesToSerialize {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("refused on purpose"))
+    }
+}
+
+#[test]
+fn an_item_whose_serialize_fails_is_not_blamed_on_a_handle() {
+    let q = Queue::<RefusesToSerialize>::new(0).unwrap();
+    match q.put(RefusesToSerialize) {
+        Err(PutError::Encode(_, e)) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+            assert!(
+                !e.to_string()
+                    .contains(aiop::transfer::HANDLE_OUTSIDE_TRANSFER),
+                "{e}"
+            );
+            assert!(e.to_string().contains("refused the value"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(q.is_empty());
 }
 
 /// A queue handle that is sent as a `Queue<(u64, String)>` and received as a

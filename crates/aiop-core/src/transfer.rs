@@ -254,11 +254,40 @@ pub(crate) fn decode<T: DeserializeOwned>(
     (res, inbound)
 }
 
+thread_local! {
+    /// Set when a handle refused to serialize outside a transfer: postcard
+    /// keeps nothing of a `serde::ser::Error::custom` message.
+    static ENCODE_REFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The refusal of a handle serialized outside a transfer, noted for
+/// [`plain_encode`].
+fn outside_transfer() -> &'static str {
+    ENCODE_REFUSED.with(|r| r.set(true));
+    HANDLE_OUTSIDE_TRANSFER
+}
+
+/// Runs a plain (descriptor-less) postcard encoding, such as a queue item's,
+/// and words its failure: [`HANDLE_OUTSIDE_TRANSFER`] when an aiop handle
+/// refused, the postcard error otherwise.
+pub(crate) fn plain_encode<R>(f: impl FnOnce() -> Result<R, postcard::Error>) -> Result<R, String> {
+    ENCODE_REFUSED.with(|r| r.set(false));
+    let res = f();
+    let refused = ENCODE_REFUSED.with(|r| r.replace(false));
+    res.map_err(|e| match e {
+        postcard::Error::SerdeSerCustom if refused => HANDLE_OUTSIDE_TRANSFER.to_string(),
+        postcard::Error::SerdeSerCustom => {
+            "a Serialize implementation refused the value".to_string()
+        }
+        e => e.to_string(),
+    })
+}
+
 /// Called by a handle's `Serialize`: records its segment, returns its index.
 pub(crate) fn push_segment(seg: &Segment) -> Result<u32, &'static str> {
     SCOPE.with(|s| match &mut *s.borrow_mut() {
         Some(Scope::Out(out)) => Ok(out.push_segment(seg)),
-        _ => Err(HANDLE_OUTSIDE_TRANSFER),
+        _ => Err(outside_transfer()),
     })
 }
 
@@ -271,7 +300,7 @@ pub(crate) fn push_slot(slot: &Slot, seg: &Segment) -> Result<u32, &'static str>
             out.slots.push((i, slot.clone()));
             Ok(i)
         }
-        _ => Err(HANDLE_OUTSIDE_TRANSFER),
+        _ => Err(outside_transfer()),
     })
 }
 
@@ -296,7 +325,7 @@ pub(crate) fn push_fd(fd: BorrowedFd<'_>) -> Result<u32, String> {
             out.segments.push(Attached::Fd(dup));
             Ok((out.segments.len() - 1) as u32)
         }
-        _ => Err(HANDLE_OUTSIDE_TRANSFER.to_string()),
+        _ => Err(outside_transfer().to_string()),
     })
 }
 

@@ -6,6 +6,8 @@ use std::io;
 use postcard::ser_flavors::Flavor;
 use serde::Serialize;
 
+use crate::transfer::plain_encode;
+
 use super::ring::{
     ABORT, CHUNK, Epoch, FULL, LAST, OPEN, PutHeld, Ring, SKIP, Wait, pad8, write_header,
 };
@@ -22,16 +24,7 @@ pub(super) enum PutFail {
 /// `ABORT` record that whoever gives up on it writes.
 const RESERVE: usize = 8;
 
-fn encode_error(e: postcard::Error) -> PutFail {
-    let why = match e {
-        // postcard keeps nothing of a `Serialize` implementation's message;
-        // aiop's handles are the refusals a queue item meets in practice.
-        postcard::Error::SerdeSerCustom => format!(
-            "a Serialize implementation refused the item (an aiop handle does: {})",
-            crate::transfer::HANDLE_OUTSIDE_TRANSFER
-        ),
-        e => e.to_string(),
-    };
+fn encode_error(why: String) -> PutFail {
     PutFail::Encode(io::Error::new(
         io::ErrorKind::InvalidData,
         format!("cannot encode the queue item: {why}"),
@@ -42,7 +35,8 @@ impl Ring {
     /// Puts one item, waiting as `wait` says for the lock, `maxsize` and space.
     pub(super) fn put<T: Serialize + ?Sized>(&self, item: &T, wait: Wait) -> Result<(), PutFail> {
         // Fails on anything that cannot be encoded before the ring is touched.
-        let size = postcard::experimental::serialized_size(item).map_err(encode_error)?;
+        let size =
+            plain_encode(|| postcard::experimental::serialized_size(item)).map_err(encode_error)?;
         let (mut held, died) = self.lock_put(wait).ok_or(PutFail::Full)?;
         if died || held.stream_open() {
             self.recover_put(&mut held);
@@ -67,9 +61,8 @@ impl Ring {
         if record <= self.capacity() / 2 {
             let pos = self.reserve(&mut held, record, wait, true)?;
             let region = held.region(pos, record);
-            let n = postcard::to_slice(item, &mut region[8..])
-                .map_err(encode_error)?
-                .len();
+            let n = plain_encode(|| postcard::to_slice(item, &mut region[8..]).map(|b| b.len()))
+                .map_err(encode_error)?;
             region[..4].copy_from_slice(&(n as u32).to_le_bytes());
             region[4..8].copy_from_slice(&FULL.to_le_bytes());
             let puts = held.puts() + 1;
@@ -87,7 +80,7 @@ impl Ring {
                 started: false,
                 fail: None,
             };
-            match postcard::serialize_with_flavor(item, Out(&mut s)) {
+            match plain_encode(|| postcard::serialize_with_flavor(item, Out(&mut s))) {
                 Ok(()) => {
                     s.finish();
                     Ok(())
