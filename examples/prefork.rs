@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
-use aiop::connection::{Connection, Fd, pipe};
-use aiop::process::Process;
+use aiop::blocking::connection::{Connection, Fd, pipe};
+use aiop::blocking::process::Process;
 
 const WORKERS: usize = 3;
 const CLIENTS: usize = 4;

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aiop::arena::Slot;
-use aiop::process::{self, Process, ProcessError, StartMethod};
+use aiop::blocking::process::{self, Process, ProcessError, StartMethod};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]

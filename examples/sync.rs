@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use aiop::process::{Process, ProcessError, StartMethod};
-use aiop::shared::{Array, Value};
-use aiop::sync::{Barrier, Event, Lock};
+use aiop::blocking::process::{Process, ProcessError, StartMethod};
+use aiop::blocking::shared::{Array, Value};
+use aiop::blocking::sync::{Barrier, Event, Lock};
 use serde::{Deserialize, Serialize};
 
 /// What each worker gets: its number and the shared objects.

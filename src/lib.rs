@@ -50,3 +50,7 @@ pub use aiop_async::{
     arena, connection, futex, named, process, queue, shared, shm, sync, transfer,
 };
 pub use aiop_core::{init, test_support};
+
+/// The blocking core, [`aiop_core`]: every type with plain blocking verbs
+/// (`lock()` blocks), for programs and threads that do not use async.
+pub use aiop_core as blocking;

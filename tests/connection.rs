@@ -32,10 +32,10 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiop::connection::{Connection, Fd, RecvError, pipe, wait};
-use aiop::process::Process;
-use aiop::shared::Value;
-use aiop::sync::{Event, Lock};
+use aiop::blocking::connection::{Connection, Fd, RecvError, pipe, wait};
+use aiop::blocking::process::Process;
+use aiop::blocking::shared::Value;
+use aiop::blocking::sync::{Event, Lock};
 use common::{GENEROUS, blocked_in, park_forever};
 use serde::{Deserialize, Serialize};
 

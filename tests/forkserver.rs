@@ -7,10 +7,10 @@ mod common;
 
 use std::collections::HashSet;
 
-use aiop::process::{self, Process, ProcessError, StartMethod};
+use aiop::blocking::process::{self, Process, ProcessError, StartMethod};
 use common::{GENEROUS, ends_within, park_forever, pidfd};
 
-fn fast() -> aiop::process::Builder {
+fn fast() -> aiop::blocking::process::Builder {
     Process::builder().start_method(StartMethod::FORK_SERVER)
 }
 

@@ -6,7 +6,7 @@
 use std::io::ErrorKind;
 use std::path::PathBuf;
 
-use aiop::connection::RecvError;
+use aiop::blocking::connection::RecvError;
 use aiop_core::connection::__fuzz;
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {

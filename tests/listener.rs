@@ -23,10 +23,10 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-use aiop::connection::{
+use aiop::blocking::connection::{
     Address, AuthenticationError, Connection, Listener, client, client_timeout, pipe,
 };
-use aiop::process::Process;
+use aiop::blocking::process::Process;
 use common::{GENEROUS, TempDir, park_forever};
 
 fn unique_abstract(tag: &str) -> Address {

@@ -40,12 +40,12 @@ mod common;
 use std::io::{self, ErrorKind};
 use std::process::{Command, Stdio};
 
-use aiop::named;
-use aiop::process::{Process, StartMethod};
-use aiop::shared::{Array, RawArray, RawValue, Value};
-use aiop::sync::{
+use aiop::blocking::process::{Process, StartMethod};
+use aiop::blocking::shared::{Array, RawArray, RawValue, Value};
+use aiop::blocking::sync::{
     Barrier, BoundedSemaphore, Condition, Event, Lock, OverReleaseError, RLock, Semaphore,
 };
+use aiop::named;
 use common::{GENEROUS, park_forever};
 
 const METHODS: [StartMethod; 2] = [StartMethod::SPAWN, StartMethod::FORK_SERVER];

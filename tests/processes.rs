@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use aiop::arena::Slot;
-use aiop::process::{self, Process, ProcessError, StartMethod};
+use aiop::blocking::process::{self, Process, ProcessError, StartMethod};
 use common::{
     GENEROUS, RefusesToDeserialize, ends_within, park_forever, pidfd, set_and_wake, wait_nonzero,
 };

@@ -34,12 +34,12 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
-use aiop::process::{Process, ProcessError};
-use aiop::queue::{
+use aiop::blocking::process::{Process, ProcessError};
+use aiop::blocking::queue::{
     GetError, JoinableQueue, PutError, Queue, SimpleQueue, TryGetError, TryPutError,
 };
-use aiop::shared::RawArray;
-use aiop::sync::{Event, Lock};
+use aiop::blocking::shared::RawArray;
+use aiop::blocking::sync::{Event, Lock};
 use common::{GENEROUS, blocked, until};
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -97,7 +97,7 @@ fn pattern(seed: u64, len: usize) -> Blob {
     )
 }
 
-fn child() -> aiop::process::Builder {
+fn child() -> aiop::blocking::process::Builder {
     Process::builder().daemon(true)
 }
 

@@ -8,8 +8,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use aiop::arena::Slot;
+use aiop::blocking::process::{Process, StartMethod};
 use aiop::futex::{self, Timeout, Wake, WakeV};
-use aiop::process::{Process, StartMethod};
 use aiop::shm::Segment;
 use common::{GENEROUS, RefusesToDeserialize, set_and_wake, wait_nonzero};
 
@@ -280,7 +280,7 @@ fn more_handles_than_a_message_can_carry_is_an_error_not_a_hang() {
             .unwrap_err();
         // Found before anything is started.
         assert!(
-            matches!(err, aiop::process::ProcessError::Encode(_)),
+            matches!(err, aiop::blocking::process::ProcessError::Encode(_)),
             "{err}"
         );
         assert!(err.to_string().contains("at most 253"), "{err}");
@@ -405,7 +405,7 @@ fn a_refused_spawn_gives_back_the_slot_counts_it_took() {
     )
     .unwrap_err();
     assert!(
-        matches!(err, aiop::process::ProcessError::Encode(_)),
+        matches!(err, aiop::blocking::process::ProcessError::Encode(_)),
         "{err}"
     );
     assert_eq!(slot.ref_count(), 1);

@@ -9,9 +9,9 @@ use std::io::ErrorKind;
 use std::path::Path;
 
 use aiop::arena::Slot;
+use aiop::blocking::process::{Process, StartMethod};
+use aiop::blocking::shared::{Item, ShareableList, SharedMemory};
 use aiop::named;
-use aiop::process::{Process, StartMethod};
-use aiop::shared::{Item, ShareableList, SharedMemory};
 use common::{park_forever, set_and_wake, wait_nonzero};
 
 const METHODS: [StartMethod; 2] = [StartMethod::SPAWN, StartMethod::FORK_SERVER];
@@ -221,7 +221,7 @@ fn opening_the_wrong_kind_is_invalid_data() {
     assert_eq!(err.kind(), ErrorKind::InvalidData, "{err}");
     // A `Value` is neither.
     let value_name = unique("kind-value");
-    let value = aiop::shared::Value::create_named(&value_name, 0u64).unwrap();
+    let value = aiop::blocking::shared::Value::create_named(&value_name, 0u64).unwrap();
     assert_eq!(
         SharedMemory::open_named(&value_name).unwrap_err().kind(),
         ErrorKind::InvalidData

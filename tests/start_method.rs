@@ -2,7 +2,7 @@
 
 aiop::test_support!();
 
-use aiop::process::{self, Process, StartMethod};
+use aiop::blocking::process::{self, Process, StartMethod};
 
 fn parent_pid(_: ()) -> u32 {
     process::parent_process().map_or(0, |p| p.pid())

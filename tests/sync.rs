@@ -57,9 +57,9 @@ mod common;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use aiop::process::{Builder, Process, ProcessError, StartMethod};
-use aiop::shared::{Array, RawArray, RawValue, Value};
-use aiop::sync::{
+use aiop::blocking::process::{Builder, Process, ProcessError, StartMethod};
+use aiop::blocking::shared::{Array, RawArray, RawValue, Value};
+use aiop::blocking::sync::{
     Barrier, BoundedSemaphore, BrokenBarrierError, Condition, Event, Lock, LockResult,
     NotOwnerError, OverReleaseError, RLock, Semaphore, TryLockError, TryLockResult,
 };

@@ -229,3 +229,64 @@ pub fn all_threads_in_futex(pid: u32) -> bool {
             .is_ok_and(|s| s.split_whitespace().next() == Some(futex.as_str()))
     })
 }
+
+/// Runs an async test body on every executor aiop supports: smol,
+/// async-std, tokio multi-thread (the body inside `tokio::spawn`), tokio
+/// current-thread, and `async_io::block_on`. Each becomes its own `#[test]`
+/// in a module named after the test.
+///
+/// ```ignore
+/// executor_tests! {
+///     async fn event_wakes_a_task() {
+///         let ev = aiop::blocking::sync::Event::new().unwrap();
+///         ev.set();
+///         ev.wait().await;
+///     }
+/// }
+/// ```
+#[allow(unused_macros)]
+macro_rules! executor_tests {
+    ($(async fn $name:ident() $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body() $body
+
+            #[test]
+            fn smol() {
+                ::smol::block_on(body())
+            }
+
+            #[test]
+            fn async_std() {
+                ::async_std::task::block_on(body())
+            }
+
+            #[test]
+            fn tokio_multi_thread() {
+                ::tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(async { ::tokio::spawn(body()).await.unwrap() })
+            }
+
+            #[test]
+            fn tokio_current_thread() {
+                ::tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(body())
+            }
+
+            #[test]
+            fn async_io() {
+                ::async_io::block_on(body())
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use executor_tests;
