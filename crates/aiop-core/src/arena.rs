@@ -278,6 +278,15 @@ impl Slot {
         count(&self.seg, self.index as usize).load(Ordering::Acquire)
     }
 
+    /// The byte offset of word `i` in the slot's segment.
+    pub(crate) fn word_offset(&self, i: usize) -> usize {
+        assert!(
+            i < SLOT_SIZE / 4,
+            "slot word {i} out of range (a slot has 16)"
+        );
+        self.offset() + i * 4
+    }
+
     pub(crate) fn index(&self) -> u32 {
         self.index
     }

@@ -47,6 +47,7 @@ pub mod shm;
 pub mod sync;
 mod sys;
 pub mod transfer;
+pub mod wait;
 
 pub use process::init;
 pub use sys::fdpass;

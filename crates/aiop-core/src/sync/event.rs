@@ -135,6 +135,12 @@ impl Event {
         }
     }
 
+    /// For async layers: the word to watch while the flag is clear, `None`
+    /// when it is set (see [`crate::wait`]).
+    pub fn watch(&self) -> Option<crate::wait::Watch> {
+        (!self.is_set()).then(|| crate::wait::Watch::counted(&self.slot, FLAG, 0, SLEEPERS, false))
+    }
+
     /// Whether both handles refer to the same event.
     pub fn same_as(&self, other: &Event) -> bool {
         self.slot.same_as(&other.slot)

@@ -129,6 +129,12 @@ impl RawLock {
         Ok(())
     }
 
+    /// What to watch while the lock is held (`None`: it is free now).
+    pub(crate) fn watch(&self) -> Option<crate::wait::Watch> {
+        let w = self.linked.word().load(Ordering::Relaxed);
+        (w & TID_MASK != 0).then(|| crate::wait::Watch::lock_word(self.slot(), w))
+    }
+
     /// Whether any process holds the lock.
     pub(crate) fn is_locked(&self) -> bool {
         self.linked.word().load(Ordering::Relaxed) & TID_MASK != 0
@@ -363,6 +369,12 @@ impl Lock {
     /// [`NotOwnerError`] when this process does not hold the lock.
     pub fn release(&self) -> Result<(), NotOwnerError> {
         self.raw.release()
+    }
+
+    /// For async layers: the word to watch while the lock is held, `None`
+    /// when it is free now (see [`crate::wait`]).
+    pub fn watch(&self) -> Option<crate::wait::Watch> {
+        self.raw.watch()
     }
 
     /// Whether some process holds the lock (a snapshot).

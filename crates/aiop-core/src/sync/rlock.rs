@@ -291,6 +291,12 @@ impl RLock {
         Ok(())
     }
 
+    /// For async layers: the word to watch while another owner holds the
+    /// lock, `None` when it is free or the caller's (see [`crate::wait`]).
+    pub fn watch(&self) -> Option<crate::wait::Watch> {
+        if self.mine() { None } else { self.raw.watch() }
+    }
+
     /// Whether the calling thread owns the lock.
     pub fn is_owned(&self) -> bool {
         self.mine()

@@ -158,6 +158,13 @@ macro_rules! semaphore_api {
                 self.sem.acquire(Some(deadline))
             }
 
+            /// For async layers: the word to watch while no permit is free,
+            /// `None` when one is (see [`crate::wait`]).
+            pub fn watch(&self) -> Option<crate::wait::Watch> {
+                (self.get_value() == 0)
+                    .then(|| crate::wait::Watch::counted(&self.sem.slot, VALUE, 0, SLEEPERS, true))
+            }
+
             /// The number of free permits (a snapshot): Python's `get_value()`.
             pub fn get_value(&self) -> u32 {
                 self.sem.value().load(Ordering::Relaxed)

@@ -1,0 +1,192 @@
+//! What an async waiter watches: the futex word behind a `try_` operation.
+//!
+//! The async layer (`aiop-async`) never blocks a thread per waiting task.
+//! When a `try_` operation fails, it asks the primitive for a [`Watch`]:
+//! the word whose change means "try again", the value it holds now, and
+//! how to make wakers issue `FUTEX_WAKE` for it (a waiter count, or the
+//! `WAITERS` bit of a lock word). One watcher thread per process sleeps on
+//! every watched word at once (`futex_waitv`) and wakes the tasks when one
+//! changes.
+//!
+//! The protocol, for a task:
+//!
+//! 1. `try_x()`; on failure, `watch = primitive.watch_x()` (`None` means the
+//!    state changed already: try again);
+//! 2. [`Watch::announce`] (done by the watcher's registration), which raises
+//!    the waiter count (SeqCst) or sets `WAITERS`;
+//! 3. `try_x()` again: a change made before step 2 is seen here;
+//! 4. sleep until the watcher reports a change of the word; a change made
+//!    after step 2 either wakes the watcher (the waker saw the count) or
+//!    makes its `futex_waitv` return at once (the word no longer holds the
+//!    expected value).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::arena::Slot;
+use crate::shm::Segment;
+use crate::sys::robust::{TID_MASK, WAITERS};
+
+/// How wakers learn that a watched word has waiters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Announce {
+    /// A waiter count at this byte offset of the segment.
+    Sleepers(usize),
+    /// The `WAITERS` bit of a robust lock word.
+    WaitersBit,
+}
+
+/// A futex word in shared memory that a waiter watches for a change.
+///
+/// It keeps the segment mapped for as long as it lives.
+pub struct Watch {
+    seg: Segment,
+    offset: usize,
+    expected: u32,
+    announce: Announce,
+    wakes_one: bool,
+    announced: bool,
+}
+
+impl fmt::Debug for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("offset", &self.offset)
+            .field("expected", &self.expected)
+            .field("announce", &self.announce)
+            .finish()
+    }
+}
+
+impl Watch {
+    /// Watches word `word` of `slot`, which now holds `expected`; wakers
+    /// learn of waiters from the count in word `sleepers` of the slot.
+    /// `wakes_one`: wakers wake one waiter per change (a semaphore's
+    /// release), so a watcher that consumes a wake must pass it on.
+    pub(crate) fn counted(
+        slot: &Slot,
+        word: usize,
+        expected: u32,
+        sleepers: usize,
+        wakes_one: bool,
+    ) -> Watch {
+        Watch {
+            seg: slot.segment().clone(),
+            offset: slot.word_offset(word),
+            expected,
+            announce: Announce::Sleepers(slot.word_offset(sleepers)),
+            wakes_one,
+            announced: false,
+        }
+    }
+
+    /// Watches a word of any segment (a queue's control page) with the
+    /// waiter count at byte `sleepers` of the same segment.
+    pub(crate) fn counted_at(
+        seg: &Segment,
+        offset: usize,
+        expected: u32,
+        sleepers: usize,
+        wakes_one: bool,
+    ) -> Watch {
+        Watch {
+            seg: seg.clone(),
+            offset,
+            expected,
+            announce: Announce::Sleepers(sleepers),
+            wakes_one,
+            announced: false,
+        }
+    }
+
+    /// Watches the robust lock word of `slot` (word 0), held now as `expected`.
+    pub(crate) fn lock_word(slot: &Slot, expected: u32) -> Watch {
+        Watch {
+            seg: slot.segment().clone(),
+            offset: slot.word_offset(0),
+            expected,
+            announce: Announce::WaitersBit,
+            wakes_one: true,
+            announced: false,
+        }
+    }
+
+    /// The watched word.
+    pub fn word(&self) -> &AtomicU32 {
+        self.seg.atomic_u32(self.offset)
+    }
+
+    /// The value the word held when the watch was taken (after
+    /// [`announce`](Watch::announce), the value to sleep on).
+    pub fn expected(&self) -> u32 {
+        self.expected
+    }
+
+    /// What identifies the word across handles in this process: the
+    /// segment's (device, inode) and the word's offset.
+    pub fn key(&self) -> (u64, u64, usize) {
+        let (dev, ino) = self.seg.key();
+        (dev, ino, self.offset)
+    }
+
+    /// Whether a waker wakes only one waiter per change, so that a watcher
+    /// that saw the change for tasks that no longer want it must wake the
+    /// next waiter itself (`FUTEX_WAKE` of one).
+    pub fn wakes_one(&self) -> bool {
+        self.wakes_one
+    }
+
+    /// Makes every later change of the word come with a `FUTEX_WAKE`.
+    /// Returns `false` when the word no longer holds the expected value
+    /// (the waiter should try again instead of sleeping).
+    pub fn announce(&mut self) -> bool {
+        if self.announced {
+            return self.word().load(Ordering::SeqCst) == self.expected;
+        }
+        match self.announce {
+            Announce::Sleepers(at) => {
+                // SeqCst: ordered before the waiter's re-check, as the
+                // waker's change is before its read of the count.
+                self.seg.atomic_u32(at).fetch_add(1, Ordering::SeqCst);
+                self.announced = true;
+                self.word().load(Ordering::SeqCst) == self.expected
+            }
+            Announce::WaitersBit => {
+                let w = self.expected;
+                if w & TID_MASK == 0 {
+                    return false;
+                }
+                if w & WAITERS == 0 {
+                    match self.word().compare_exchange(
+                        w,
+                        w | WAITERS,
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => self.expected = w | WAITERS,
+                        Err(_) => return false,
+                    }
+                }
+                self.announced = true;
+                true
+            }
+        }
+    }
+
+    /// Gives back what [`announce`](Watch::announce) took (the waiter
+    /// count; a `WAITERS` bit stays, costing its lock's next release one
+    /// wake-up at most). Dropping the watch does the same.
+    pub fn retract(&mut self) {
+        if std::mem::take(&mut self.announced) {
+            if let Announce::Sleepers(at) = self.announce {
+                self.seg.atomic_u32(at).fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.retract();
+    }
+}
