@@ -2,7 +2,7 @@
 
 # the main example
 example:
-    cargo run --example processes
+    cargo run --example quickstart
 
 # every test
 test:

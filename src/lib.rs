@@ -4,14 +4,17 @@
 //! built on futexes in shared memory and on Unix sockets, each with a
 //! blocking API and an async one that runs on any executor.
 //!
-//! This facade holds documentation and re-exports only: the blocking core is
-//! [`aiop_core`], the async layer [`aiop_async`].
+//! This facade holds documentation and re-exports only: the async layer,
+//! [`aiop_async`], is the main API, and the blocking core, [`aiop_core`], is
+//! also reachable as [`blocking`].
 //!
 //! # Getting started
 //!
 //! A program that starts processes calls [`init`] first thing in `main`:
 //! with the default start method a child re-executes the program, and
-//! `init` is where the child takes over.
+//! `init` is where the child takes over. Waiting operations are async
+//! (`join().await`, `get().await`, `lock().await`) and run on any
+//! executor; each has a `_blocking` twin for plain threads and children.
 //!
 //! ```no_run
 //! use aiop::process::Process;
@@ -23,7 +26,7 @@
 //! fn main() -> Result<(), aiop::process::ProcessError> {
 //!     aiop::init();
 //!     let mut child = Process::spawn(add, (40, 2))?;
-//!     let sum = child.join()?;
+//!     let sum = futures_lite::future::block_on(child.join())?;
 //!     println!("{} says {sum}", child.name());
 //!     Ok(())
 //! }
@@ -37,12 +40,17 @@
 //!
 //! # Relationship with Python multiprocessing
 //!
-//! | Python | aiop |
+//! | Python (multiprocessing / aioprocessing) | aiop |
 //! |---|---|
-//! | `multiprocessing.Process` | [`process::Process`] |
+//! | `Process`, `AioProcess.coro_join` | [`process::Process`], `join().await` |
 //! | `set_start_method` | [`process::set_start_method`] |
 //! | `current_process`, `parent_process`, `active_children`, `cpu_count` | the functions of [`process`] |
-//! | `shared_memory.SharedMemory` (anonymous) | [`shm::Segment`] |
+//! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Event`, `Condition`, `Barrier` (and `Aio*`) | [`sync`] |
+//! | `Value`, `Array`, `RawValue`, `RawArray`, `shared_memory` | [`shared`] |
+//! | `Queue`, `SimpleQueue`, `JoinableQueue` (and `AioQueue.coro_get` ...) | [`queue`] |
+//! | `Pipe`, `connection.Listener`, `Client`, `wait` | [`connection`] |
+//!
+//! docs/python-migration.md in the repository maps every name.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 

@@ -84,11 +84,20 @@ fn ready_then_park(conn: Connection) {
 #[test]
 fn a_peer_killed_while_we_block_in_recv_is_closed() {
     let (mine, theirs) = pipe(true).unwrap();
-    let mut child = Process::spawn(ready_then_park, theirs).unwrap();
+    // A daemon: should the test fail half-way, the child ends with this
+    // test binary instead of parking forever.
+    let mut child = Process::builder()
+        .daemon(true)
+        .spawn(ready_then_park, theirs)
+        .unwrap();
     assert_eq!(mine.recv::<String>().unwrap(), "ready");
     let mine = Arc::new(mine);
     let m = mine.clone();
-    let waiting = blocked_in(&[libc::SYS_recvmsg], move || m.recv::<String>());
+    // A blocking receive sleeps in poll(2) between non-blocking reads.
+    let waiting = blocked_in(
+        &[libc::SYS_recvmsg, libc::SYS_poll, libc::SYS_ppoll],
+        move || m.recv::<String>(),
+    );
     child.kill().unwrap();
     let got = waiting.join();
     assert!(matches!(got, Err(RecvError::Closed)), "{got:?}");

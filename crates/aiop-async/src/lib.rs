@@ -27,6 +27,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod connection;
+pub mod process;
+pub mod queue;
+pub mod shared;
 pub mod sync;
 mod time;
 mod watcher;
@@ -34,6 +38,3 @@ mod watcher;
 pub use aiop_core::{arena, futex, named, shm, transfer};
 #[doc(hidden)]
 pub use watcher::__watcher_threads;
-
-/// The blocking core's modules that the async layer does not twin yet.
-pub use aiop_core::{connection, process, queue, shared};

@@ -199,6 +199,50 @@ fn start_shard() -> std::io::Result<Arc<Shard>> {
     Ok(shard)
 }
 
+/// The loop every async wait runs: `attempt` (a non-blocking `try_`) until
+/// it gives a value; between attempts, `watch` names the word to wait on
+/// (`None`: the state changed already, try again), which is registered
+/// before the attempt that precedes sleeping, so no change is missed.
+///
+/// Cancel safe when `attempt` is: dropping the future between attempts
+/// holds nothing but a registration, which the watcher forgets.
+pub(crate) async fn wait_for<T>(
+    mut attempt: impl FnMut() -> Option<T>,
+    mut watch: impl FnMut() -> Option<Watch>,
+) -> T {
+    loop {
+        if let Some(v) = attempt() {
+            return v;
+        }
+        let Some(w) = watch() else {
+            continue;
+        };
+        let listen = listen(vec![w]);
+        if let Some(v) = attempt() {
+            return v;
+        }
+        listen.await;
+    }
+}
+
+/// [`wait_for`] for a lock: `try_lock` until it takes the lock or reports
+/// that its previous owner died.
+pub(crate) async fn lock_for<G>(
+    try_lock: impl Fn() -> aiop_core::sync::TryLockResult<G>,
+    watch: impl FnMut() -> Option<Watch>,
+) -> aiop_core::sync::LockResult<G> {
+    use aiop_core::sync::TryLockError;
+    wait_for(
+        || match try_lock() {
+            Ok(g) => Some(Ok(g)),
+            Err(TryLockError::OwnerDied(d)) => Some(Err(d)),
+            Err(TryLockError::WouldBlock) => None,
+        },
+        watch,
+    )
+    .await
+}
+
 /// The number of watcher threads this process runs (for tests and benches).
 #[doc(hidden)]
 pub fn __watcher_threads() -> usize {

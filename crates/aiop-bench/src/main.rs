@@ -23,6 +23,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+mod async_queue;
+mod asyncs;
 mod floor;
 mod pipe;
 mod queue;
@@ -48,12 +50,15 @@ const BENCHES: &[Bench] = &[
     ("event/pingpong_nospin", sync::event_pingpong_nospin),
     ("floor/lock_uncontended", sync::floor_lock_uncontended),
     ("lock/uncontended", sync::lock_uncontended),
+    ("async/lock_uncontended", asyncs::lock_uncontended),
     ("floor/lock_contended_2proc", sync::floor_lock_contended),
     ("lock/contended_2proc", sync::lock_contended),
     ("floor/socketpair_pingpong", pipe::socketpair_pingpong),
     ("pipe/pingpong", pipe::pipe_pingpong),
     ("queue/pingpong", queue::queue_pingpong),
     ("queue/pingpong_nospin", queue::queue_pingpong_nospin),
+    ("async/queue_pingpong", async_queue::queue_pingpong),
+    ("async/waiters_10k", asyncs::waiters_10k),
     ("floor/ring_throughput_64B", queue::floor_ring_64b),
     ("queue/throughput_64B", queue::throughput_64b),
     ("floor/ring_throughput_64KiB", queue::floor_ring_64kib),
@@ -62,6 +67,11 @@ const BENCHES: &[Bench] = &[
 
 /// Ratios printed when both sides ran: (name, numerator, denominator).
 const RATIOS: &[(&str, &str, &str)] = &[
+    (
+        "ratio/async/lock_uncontended:lock/uncontended",
+        "async/lock_uncontended",
+        "lock/uncontended",
+    ),
     (
         "ratio/spawn_join/spawn:floor/exec_self",
         "spawn_join/spawn",
@@ -110,6 +120,16 @@ const RATIOS: &[(&str, &str, &str)] = &[
     (
         "ratio/queue/pingpong_nospin:floor/futex_pingpong",
         "queue/pingpong_nospin",
+        "floor/futex_pingpong",
+    ),
+    (
+        "ratio/async/queue_pingpong:queue/pingpong",
+        "async/queue_pingpong",
+        "queue/pingpong",
+    ),
+    (
+        "ratio/async/queue_pingpong:floor/futex_pingpong",
+        "async/queue_pingpong",
         "floor/futex_pingpong",
     ),
     (

@@ -168,7 +168,7 @@ fn events(results: &mut Results, name: &'static str, spin: bool) {
 }
 
 /// Times `batches` batches of `per` calls of `op`; reports ns per call.
-fn per_op(results: &mut Results, name: &'static str, mut op: impl FnMut()) {
+pub(crate) fn per_op(results: &mut Results, name: &'static str, mut op: impl FnMut()) {
     let per = 100_000;
     for _ in 0..per {
         op();

@@ -83,19 +83,7 @@ impl Event {
     /// nothing.
     #[doc(alias = "coro_wait")]
     pub async fn wait(&self) {
-        loop {
-            if self.inner.is_set() {
-                return;
-            }
-            let Some(watch) = self.inner.watch() else {
-                continue;
-            };
-            let listen = watcher::listen(vec![watch]);
-            if self.inner.is_set() {
-                return;
-            }
-            listen.await;
-        }
+        watcher::wait_for(|| self.inner.is_set().then_some(()), || self.inner.watch()).await
     }
 
     /// Waits at most `timeout` for the flag; returns whether it is set.

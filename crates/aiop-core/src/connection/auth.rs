@@ -70,86 +70,287 @@ fn auth(reason: &str) -> io::Error {
     AuthenticationError::new(reason).into_io()
 }
 
-/// Runs the handshake on a connected socket; `Ok` means the connection may
-/// be used.
+/// Where the handshake is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Writing `out`, then reading the peer's hello.
+    Hello,
+    /// Client: wrote its proof, reads the server's proof (or `failure`).
+    ServerProof,
+    /// Server: reads the client's proof.
+    ClientProof,
+    /// Server: wrote its proof, reads `welcome` or `failure`.
+    Answer,
+    /// Writing `out`, then failing with the stored error.
+    Failing,
+    /// Writing `out`, then done.
+    Finishing,
+    Done,
+}
+
+/// The handshake as a state machine that never waits: [`Handshake::advance`]
+/// reads and writes what the socket allows, and the caller waits for the
+/// socket to be readable or writable ([`Handshake::wants_write`]) in its own
+/// way (a `poll(2)` with a deadline, or an async reactor).
+pub(crate) struct Handshake {
+    side: Side,
+    key: Option<Vec<u8>>,
+    nonce: [u8; NONCE],
+    their_nonce: Vec<u8>,
+    step: Step,
+    /// A frame being written, and how much of it went.
+    out: Vec<u8>,
+    sent: usize,
+    /// The frame being read.
+    input: Vec<u8>,
+    /// The error to report once `out` (a `failure`) is written.
+    failure: Option<io::Error>,
+}
+
+impl Handshake {
+    pub(crate) fn new(side: Side, key: Option<&[u8]>) -> io::Result<Handshake> {
+        let mut nonce = [0u8; NONCE];
+        if key.is_some() {
+            fill_random(&mut nonce)?;
+        }
+        let mut hello = MAGIC.to_vec();
+        hello.extend_from_slice(&[VERSION, key.is_some() as u8]);
+        if key.is_some() {
+            hello.extend_from_slice(&nonce);
+        }
+        Ok(Handshake {
+            side,
+            key: key.map(<[u8]>::to_vec),
+            nonce,
+            their_nonce: Vec::new(),
+            step: Step::Hello,
+            out: frame(&hello),
+            sent: 0,
+            input: Vec::new(),
+            failure: None,
+        })
+    }
+
+    /// Whether the handshake waits for room to write (else for input).
+    pub(crate) fn wants_write(&self) -> bool {
+        self.sent < self.out.len()
+    }
+
+    /// Does what the socket allows without waiting: `Ok(())` when the
+    /// handshake is complete, `WouldBlock` when it must wait for the socket
+    /// (see [`wants_write`](Handshake::wants_write)); any other error ends it.
+    pub(crate) fn advance(&mut self, sock: BorrowedFd<'_>) -> io::Result<()> {
+        loop {
+            while self.sent < self.out.len() {
+                match rustix::net::send(
+                    sock,
+                    &self.out[self.sent..],
+                    SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+                ) {
+                    Ok(n) => self.sent += n,
+                    Err(Errno::INTR) => continue,
+                    Err(e) => {
+                        // A failure notice that cannot be written still fails
+                        // with the reason.
+                        return Err(self.failure.take().unwrap_or_else(|| e.into()));
+                    }
+                }
+            }
+            match self.step {
+                Step::Done => return Ok(()),
+                Step::Finishing => {
+                    self.step = Step::Done;
+                    return Ok(());
+                }
+                Step::Failing => {
+                    self.step = Step::Done;
+                    return Err(self.failure.take().unwrap_or_else(|| auth("failed")));
+                }
+                _ => {}
+            }
+            let msg = self.read_msg(sock)?;
+            self.on_message(msg)?;
+        }
+    }
+
+    fn write(&mut self, payload: &[u8], then: Step) {
+        self.out = frame(payload);
+        self.sent = 0;
+        self.step = then;
+    }
+
+    fn fail_after_notice(&mut self, err: io::Error) {
+        self.failure = Some(err);
+        self.write(FAILURE, Step::Failing);
+    }
+
+    /// Reacts to one whole message from the peer.
+    fn on_message(&mut self, msg: Vec<u8>) -> io::Result<()> {
+        match self.step {
+            Step::Hello => self.on_hello(&msg),
+            Step::ServerProof => {
+                if msg == FAILURE {
+                    return Err(auth("the listener rejected the key"));
+                }
+                let key = self.key.clone().expect("keyed");
+                if verify(&key, SERVER_LABEL, &self.nonce, &self.their_nonce, &msg) {
+                    self.write(WELCOME, Step::Finishing);
+                } else {
+                    self.fail_after_notice(auth(
+                        "the listener could not prove that it holds the key",
+                    ));
+                }
+                Ok(())
+            }
+            Step::ClientProof => {
+                let key = self.key.clone().expect("keyed");
+                if !verify(&key, CLIENT_LABEL, &self.nonce, &self.their_nonce, &msg) {
+                    self.fail_after_notice(auth(
+                        "the client could not prove that it holds the key",
+                    ));
+                    return Ok(());
+                }
+                let proof = mac(&key, SERVER_LABEL, &self.their_nonce, &self.nonce);
+                self.write(&proof, Step::Answer);
+                Ok(())
+            }
+            Step::Answer => match msg {
+                a if a == WELCOME => {
+                    self.step = Step::Done;
+                    Ok(())
+                }
+                a if a == FAILURE => Err(auth("the client rejected the listener's proof")),
+                _ => Err(invalid("expected welcome or failure")),
+            },
+            Step::Failing | Step::Finishing | Step::Done => Ok(()),
+        }
+    }
+
+    fn on_hello(&mut self, theirs: &[u8]) -> io::Result<()> {
+        let Some(rest) = theirs.strip_prefix(&MAGIC[..]) else {
+            return Err(invalid("the peer is not an aiop connection"));
+        };
+        let (their_nonce, keyed) = match rest {
+            [VERSION, 0] => (None, false),
+            [VERSION, 1, nonce @ ..] if nonce.len() == NONCE => (Some(nonce), true),
+            [VERSION, ..] => return Err(invalid("malformed hello")),
+            _ => return Err(invalid("the peer speaks another protocol version")),
+        };
+        let (key, their_nonce) = match (self.side, self.key.clone(), keyed, their_nonce) {
+            (_, None, false, _) => {
+                self.step = Step::Done;
+                return Ok(());
+            }
+            (_, Some(key), true, Some(n)) => (key, n.to_vec()),
+            (Side::Server, Some(_), _, _) => {
+                return Err(auth(
+                    "the client has no authentication key, but this listener requires one",
+                ));
+            }
+            (Side::Server, None, _, _) => {
+                return Err(auth(
+                    "the client uses an authentication key, but this listener has none",
+                ));
+            }
+            (Side::Client, Some(_), _, _) => {
+                return Err(auth(
+                    "the listener has no authentication key, but one was given",
+                ));
+            }
+            (Side::Client, None, _, _) => {
+                return Err(auth(
+                    "the listener requires an authentication key, but none was given",
+                ));
+            }
+        };
+        self.their_nonce = their_nonce;
+        match self.side {
+            Side::Client => {
+                let proof = mac(&key, CLIENT_LABEL, &self.their_nonce, &self.nonce);
+                self.write(&proof, Step::ServerProof);
+            }
+            Side::Server => self.step = Step::ClientProof,
+        }
+        Ok(())
+    }
+
+    /// Reads one whole handshake frame without waiting (keeping what arrived).
+    fn read_msg(&mut self, sock: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+        loop {
+            let want = if self.input.len() < 8 {
+                8
+            } else {
+                let len = u32::from_le_bytes(self.input[..4].try_into().expect("4 bytes")) as usize;
+                let nfds = u32::from_le_bytes(self.input[4..8].try_into().expect("4 bytes"));
+                if len > MAX_HANDSHAKE || nfds != 0 {
+                    return Err(invalid("the peer sent an oversized or malformed message"));
+                }
+                8 + len
+            };
+            if self.input.len() == want && want > 8 {
+                let msg = self.input[8..].to_vec();
+                self.input.clear();
+                return Ok(msg);
+            }
+            if self.input.len() == want {
+                // A header announcing an empty payload.
+                let len = u32::from_le_bytes(self.input[..4].try_into().expect("4 bytes"));
+                if len == 0 {
+                    self.input.clear();
+                    return Ok(Vec::new());
+                }
+            }
+            let mut buf = [0u8; MAX_HANDSHAKE + 8];
+            let room = want.max(8) - self.input.len();
+            match rustix::net::recv(sock, &mut buf[..room], RecvFlags::DONTWAIT) {
+                Ok((0, _)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection handshake: the peer closed the connection",
+                    ));
+                }
+                Ok((n, _)) => self.input.extend_from_slice(&buf[..n]),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(8 + payload.len());
+    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&0u32.to_le_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Runs the handshake on a connected socket, waiting with `poll(2)` until
+/// `deadline`; `Ok` means the connection may be used.
 pub(crate) fn handshake(
     sock: BorrowedFd<'_>,
     side: Side,
     key: Option<&[u8]>,
     deadline: Instant,
 ) -> io::Result<()> {
-    let mut nonce = [0u8; NONCE];
-    if key.is_some() {
-        fill_random(&mut nonce)?;
-    }
-    let mut hello = MAGIC.to_vec();
-    hello.extend_from_slice(&[VERSION, key.is_some() as u8]);
-    if key.is_some() {
-        hello.extend_from_slice(&nonce);
-    }
-    write_msg(sock, &hello, deadline)?;
+    drive(&mut Handshake::new(side, key)?, sock, deadline)
+}
 
-    let theirs = read_msg(sock, deadline)?;
-    let Some(rest) = theirs.strip_prefix(&MAGIC[..]) else {
-        return Err(invalid("the peer is not an aiop connection"));
-    };
-    let (their_nonce, keyed) = match rest {
-        [VERSION, 0] => (None, false),
-        [VERSION, 1, nonce @ ..] if nonce.len() == NONCE => (Some(nonce), true),
-        [VERSION, ..] => return Err(invalid("malformed hello")),
-        _ => return Err(invalid("the peer speaks another protocol version")),
-    };
-    let (key, their_nonce) = match (side, key, keyed, their_nonce) {
-        (_, None, false, _) => return Ok(()),
-        (_, Some(key), true, Some(n)) => (key, n),
-        (Side::Server, Some(_), _, _) => {
-            return Err(auth(
-                "the client has no authentication key, but this listener requires one",
-            ));
-        }
-        (Side::Server, None, _, _) => {
-            return Err(auth(
-                "the client uses an authentication key, but this listener has none",
-            ));
-        }
-        (Side::Client, Some(_), _, _) => {
-            return Err(auth(
-                "the listener has no authentication key, but one was given",
-            ));
-        }
-        (Side::Client, None, _, _) => {
-            return Err(auth(
-                "the listener requires an authentication key, but none was given",
-            ));
-        }
-    };
-    match side {
-        Side::Client => {
-            let proof = mac(key, CLIENT_LABEL, their_nonce, &nonce);
-            write_msg(sock, &proof, deadline)?;
-            let answer = read_msg(sock, deadline)?;
-            if answer == FAILURE {
-                return Err(auth("the listener rejected the key"));
+/// Drives `hs` to its end, waiting with `poll(2)` until `deadline`.
+pub(crate) fn drive(hs: &mut Handshake, sock: BorrowedFd<'_>, deadline: Instant) -> io::Result<()> {
+    loop {
+        match hs.advance(sock) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let ready = if hs.wants_write() {
+                    writable_by(sock, Some(deadline))?
+                } else {
+                    readable_by(sock, Some(deadline))?
+                };
+                if !ready {
+                    return Err(timed_out());
+                }
             }
-            if verify(key, SERVER_LABEL, &nonce, their_nonce, &answer) {
-                write_msg(sock, WELCOME, deadline)
-            } else {
-                let _ = write_msg(sock, FAILURE, deadline);
-                Err(auth("the listener could not prove that it holds the key"))
-            }
-        }
-        Side::Server => {
-            let proof = read_msg(sock, deadline)?;
-            if !verify(key, CLIENT_LABEL, &nonce, their_nonce, &proof) {
-                let _ = write_msg(sock, FAILURE, deadline);
-                return Err(auth("the client could not prove that it holds the key"));
-            }
-            write_msg(sock, &mac(key, SERVER_LABEL, their_nonce, &nonce), deadline)?;
-            match read_msg(sock, deadline)? {
-                a if a == WELCOME => Ok(()),
-                a if a == FAILURE => Err(auth("the client rejected the listener's proof")),
-                _ => Err(invalid("expected welcome or failure")),
-            }
+            other => return other,
         }
     }
 }
@@ -177,64 +378,6 @@ fn fill_random(buf: &mut [u8]) -> io::Result<()> {
         match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
             Ok(n) => filled += n,
             Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Writes one handshake frame, waiting for room only until `deadline`.
-fn write_msg(sock: BorrowedFd<'_>, payload: &[u8], deadline: Instant) -> io::Result<()> {
-    let mut frame = Vec::with_capacity(8 + payload.len());
-    frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&0u32.to_le_bytes());
-    frame.extend_from_slice(payload);
-    let mut buf = &frame[..];
-    while !buf.is_empty() {
-        match rustix::net::send(sock, buf, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
-            Ok(n) => buf = &buf[n..],
-            Err(Errno::INTR) => continue,
-            Err(Errno::AGAIN) => {
-                if !writable_by(sock, deadline)? {
-                    return Err(timed_out());
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Reads one handshake frame, waiting only until `deadline`.
-fn read_msg(sock: BorrowedFd<'_>, deadline: Instant) -> io::Result<Vec<u8>> {
-    let mut header = [0u8; 8];
-    read_exact(sock, &mut header, deadline)?;
-    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-    let nfds = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-    if len > MAX_HANDSHAKE || nfds != 0 {
-        return Err(invalid("the peer sent an oversized or malformed message"));
-    }
-    let mut payload = vec![0u8; len];
-    read_exact(sock, &mut payload, deadline)?;
-    Ok(payload)
-}
-
-fn read_exact(sock: BorrowedFd<'_>, mut buf: &mut [u8], deadline: Instant) -> io::Result<()> {
-    while !buf.is_empty() {
-        match rustix::net::recv(sock, &mut *buf, RecvFlags::DONTWAIT) {
-            Ok((0, _)) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "connection handshake: the peer closed the connection",
-                ));
-            }
-            Ok((n, _)) => buf = &mut buf[n..],
-            Err(Errno::INTR) => continue,
-            Err(Errno::AGAIN) => {
-                if !readable_by(sock, Some(deadline))? {
-                    return Err(timed_out());
-                }
-            }
             Err(e) => return Err(e.into()),
         }
     }

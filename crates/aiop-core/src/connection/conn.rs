@@ -15,7 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::RecvError;
 use super::fd::Fd;
-use super::wait::{deadline_after, readable_by};
+use super::wait::{deadline_after, readable_by, writable_by};
 use crate::sys::fdpass::{self, Frame};
 use crate::transfer::{self, Inbound, Outbound, Refs};
 
@@ -84,13 +84,49 @@ pub struct Connection {
     readable: bool,
     writable: bool,
     max_len: usize,
-    /// Held for the whole of one outgoing frame.
-    send_lock: Mutex<()>,
-    /// Held while a frame is read; keeps a message that did not fit a
-    /// [`Connection::recv_bytes_into`] buffer.
-    recv_lock: Mutex<Option<Frame>>,
+    /// The unwritten rest of a committed outgoing frame. Held only for
+    /// non-blocking writes, never while waiting.
+    send_lock: Mutex<SendState>,
+    /// The part of an incoming frame that has arrived, and a message that did
+    /// not fit a [`Connection::recv_bytes_into`] buffer. Held only for
+    /// non-blocking reads, never while waiting.
+    recv_lock: Mutex<RecvState>,
     /// Whether `recv_lock` holds a kept message (readable without locking).
     has_pending: AtomicBool,
+}
+
+#[derive(Default)]
+struct SendState {
+    /// The frame being written and how much of it went.
+    pending: Vec<u8>,
+    sent: usize,
+    /// An error cut a frame in half: the stream is unusable for sending.
+    broken: Option<io::ErrorKind>,
+}
+
+#[derive(Default)]
+struct RecvState {
+    kept: Option<Frame>,
+    partial: fdpass::PartialFrame,
+}
+
+/// A message encoded for one [`Connection`], to be sent without waiting
+/// with [`Connection::try_send_encoded`]: the frame's bytes and the
+/// descriptors (and handle reference counts) that travel with it.
+///
+/// Dropping it unsent gives the handles' counts back; nothing is sent.
+pub struct Encoded {
+    frame: Vec<u8>,
+    out: Outbound,
+}
+
+impl fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Encoded")
+            .field("len", &self.frame.len())
+            .field("fds", &self.out.fds().len())
+            .finish()
+    }
 }
 
 /// When a receive gives up.
@@ -132,8 +168,8 @@ impl Connection {
             readable,
             writable,
             max_len: DEFAULT_MAX_MESSAGE,
-            send_lock: Mutex::new(()),
-            recv_lock: Mutex::new(None),
+            send_lock: Mutex::new(SendState::default()),
+            recv_lock: Mutex::new(RecvState::default()),
             has_pending: AtomicBool::new(false),
         }
     }
@@ -194,28 +230,8 @@ impl Connection {
     /// connection; `BrokenPipe` when the peer is gone; `Unsupported` on the
     /// read-only end of a one-way pipe.
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> io::Result<()> {
-        self.check_writable()?;
-        let mut body = Vec::new();
-        let mut out = Outbound::default();
-        transfer::encode(value, &mut body, &mut out)?;
-        let fds = out.fds();
-        if !fds.is_empty() && !self.unix {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "descriptors (aiop handles, sockets) can only travel over a Unix socket connection, not TCP",
-            ));
-        }
-        // A message with descriptors starts with the slot counts it carries
-        // (see `transfer`); one without is the bare postcard value.
-        let refs = if fds.is_empty() {
-            Vec::new()
-        } else {
-            postcard::to_allocvec(&out.refs()).map_err(|e| invalid(e.to_string()))?
-        };
-        self.send_parts(&[&refs, &body], &fds)?;
-        drop(fds);
-        out.delivered();
-        Ok(())
+        let msg = self.encode(value)?;
+        self.send_encoded(msg)
     }
 
     /// Sends `bytes` as one message (Python's `send_bytes`; slice it for an
@@ -225,15 +241,184 @@ impl Connection {
     ///
     /// As [`send`](Connection::send).
     pub fn send_bytes(&self, bytes: &[u8]) -> io::Result<()> {
-        self.check_writable()?;
-        self.send_parts(&[bytes], &[])
+        let msg = self.encode_bytes(bytes)?;
+        self.send_encoded(msg)
     }
 
-    fn send_parts(&self, parts: &[&[u8]], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-        let len = parts.iter().map(|p| p.len()).sum();
-        fdpass::check_frame(len, fds.len(), self.max_len)?;
-        let _one_at_a_time = lock(&self.send_lock);
-        fdpass::send_frame_fd(self.sock.as_fd(), parts, fds)
+    /// Encodes `value` as one message for this connection, to be sent with
+    /// [`try_send_encoded`](Connection::try_send_encoded) (the first half of
+    /// [`send`](Connection::send), for callers that wait in their own way).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Connection::send), except for the socket's errors.
+    pub fn encode<T: Serialize + ?Sized>(&self, value: &T) -> io::Result<Encoded> {
+        self.check_writable()?;
+        let mut body = Vec::new();
+        let mut out = Outbound::default();
+        transfer::encode(value, &mut body, &mut out)?;
+        let nfds = out.fds().len();
+        if nfds != 0 && !self.unix {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "descriptors (aiop handles, sockets) can only travel over a Unix socket connection, not TCP",
+            ));
+        }
+        // A message with descriptors starts with the slot counts it carries
+        // (see `transfer`); one without is the bare postcard value.
+        let refs = if nfds == 0 {
+            Vec::new()
+        } else {
+            postcard::to_allocvec(&out.refs()).map_err(|e| invalid(e.to_string()))?
+        };
+        fdpass::check_frame(refs.len() + body.len(), nfds, self.max_len)?;
+        let frame = fdpass::encode_frame(&[&refs, &body], nfds)?;
+        Ok(Encoded { frame, out })
+    }
+
+    /// [`encode`](Connection::encode) for a byte message.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_bytes`](Connection::send_bytes), except for the socket's errors.
+    pub fn encode_bytes(&self, bytes: &[u8]) -> io::Result<Encoded> {
+        self.check_writable()?;
+        fdpass::check_frame(bytes.len(), 0, self.max_len)?;
+        let frame = fdpass::encode_frame(&[bytes], 0)?;
+        Ok(Encoded {
+            frame,
+            out: Outbound::default(),
+        })
+    }
+
+    /// Sends `value` as one message if the socket takes it without waiting.
+    ///
+    /// `Ok` means the message is committed: it was written whole, or its
+    /// start (with its descriptors) was written and the rest is buffered in
+    /// this connection, to be written before any later message by the next
+    /// send of any kind or by [`try_flush`](Connection::try_flush). Dropping
+    /// the connection with a rest buffered cuts the message off: the peer's
+    /// receive fails with `UnexpectedEof`.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when nothing could be written (nothing of the message
+    /// was, and the rest of an earlier message may still be buffered);
+    /// otherwise as [`send`](Connection::send).
+    pub fn try_send<T: Serialize + ?Sized>(&self, value: &T) -> io::Result<()> {
+        let mut msg = Some(self.encode(value)?);
+        self.try_send_encoded(&mut msg)
+    }
+
+    /// [`try_send`](Connection::try_send) for a byte message.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send`](Connection::try_send).
+    pub fn try_send_bytes(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut msg = Some(self.encode_bytes(bytes)?);
+        self.try_send_encoded(&mut msg)
+    }
+
+    /// Commits an [encoded](Connection::encode) message without waiting, as
+    /// [`try_send`](Connection::try_send) does: on `Ok` the message is taken
+    /// out of `msg` (written, or its rest buffered); on `WouldBlock` it stays
+    /// in `msg` for another try, and nothing of it was written. A `msg` that
+    /// is `None` is `Ok` at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_send`](Connection::try_send).
+    pub fn try_send_encoded(&self, msg: &mut Option<Encoded>) -> io::Result<()> {
+        let Some(m) = msg.as_ref() else {
+            return Ok(());
+        };
+        let mut st = lock(&self.send_lock);
+        self.flush_locked(&mut st)?;
+        let fds = m.out.fds();
+        let n = fdpass::send_frame_nonblocking(self.sock.as_fd(), &m.frame, &fds)?;
+        drop(fds);
+        let m = msg.take().expect("checked above");
+        m.out.delivered();
+        if n < m.frame.len() {
+            st.pending = m.frame;
+            st.sent = n;
+        }
+        Ok(())
+    }
+
+    /// Writes, without waiting, the buffered rest of a message committed by
+    /// a `try_` send (or by a send whose waiting was given up).
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when part of it is still buffered; the socket's error
+    /// otherwise (the cut-off message then makes this end unusable for
+    /// sending: later sends fail with an error of the same kind).
+    pub fn try_flush(&self) -> io::Result<()> {
+        self.flush_locked(&mut lock(&self.send_lock))
+    }
+
+    /// Whether part of a committed message still waits to be written.
+    pub fn has_unflushed(&self) -> bool {
+        !lock(&self.send_lock).pending.is_empty()
+    }
+
+    fn flush_locked(&self, st: &mut SendState) -> io::Result<()> {
+        if let Some(kind) = st.broken {
+            return Err(io::Error::new(
+                kind,
+                "an earlier message was cut off by an error: this connection can no longer send",
+            ));
+        }
+        while st.sent < st.pending.len() {
+            match fdpass::send_nonblocking(self.sock.as_fd(), &st.pending[st.sent..]) {
+                Ok(n) => st.sent += n,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        st.broken = Some(e.kind());
+                        st.pending = Vec::new();
+                        st.sent = 0;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        st.pending = Vec::new();
+        st.sent = 0;
+        Ok(())
+    }
+
+    /// Sends an encoded message, waiting for room in the socket (without
+    /// holding a lock while waiting).
+    fn send_encoded(&self, msg: Encoded) -> io::Result<()> {
+        let mut msg = Some(msg);
+        loop {
+            match self.try_send_encoded(&mut msg) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_writable()?,
+                Err(e) => return Err(e),
+            }
+        }
+        self.flush()
+    }
+
+    /// Waits until every committed message is written whole.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_flush`](Connection::try_flush), without `WouldBlock`.
+    pub fn flush(&self) -> io::Result<()> {
+        loop {
+            match self.try_flush() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait_writable()?,
+                other => return other,
+            }
+        }
+    }
+
+    fn wait_writable(&self) -> io::Result<()> {
+        writable_by(self.sock.as_fd(), None).map(drop)
     }
 
     /// Sends one descriptor (a socket, a file, a pidfd, ...) to be taken
@@ -290,17 +475,58 @@ impl Connection {
         self.recv_until(Until::At(deadline))
     }
 
+    /// Receives one message if a whole one has arrived, without waiting.
+    /// Part of a message that has arrived is kept in the connection, and
+    /// the next receive of any kind continues it.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Empty`] when no whole message is there yet; otherwise
+    /// as [`recv`](Connection::recv).
+    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
+        let frame = self.try_frame()?;
+        decode_frame(frame)
+    }
+
+    /// [`try_recv`](Connection::try_recv) for a byte message.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_recv`](Connection::try_recv) and [`recv_bytes`](Connection::recv_bytes).
+    pub fn try_recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
+        Ok(plain(self.try_frame()?)?)
+    }
+
+    /// [`recv_bytes_into`](Connection::recv_bytes_into) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_recv`](Connection::try_recv) and
+    /// [`recv_bytes_into`](Connection::recv_bytes_into).
+    pub fn try_recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.check_readable()?;
+        let mut st = lock(&self.recv_lock);
+        let frame = match st.kept.take() {
+            Some(f) => f,
+            None => self.read_step(&mut st)?,
+        };
+        let needed = frame.payload.len();
+        if needed > buf.len() && frame.fds.is_empty() {
+            st.kept = Some(frame);
+            // Release: the kept frame is published before the flag (poll reads it).
+            self.has_pending.store(true, Ordering::Release);
+            return Err(RecvError::BufferTooShort { needed });
+        }
+        self.has_pending.store(false, Ordering::Release);
+        drop(st);
+        let bytes = plain(frame)?;
+        buf[..needed].copy_from_slice(&bytes);
+        Ok(needed)
+    }
+
     fn recv_until<T: DeserializeOwned>(&self, until: Until) -> Result<T, RecvError> {
         let frame = self.next_frame(until)?;
-        let (refs, body): (Refs, &[u8]) = if frame.fds.is_empty() {
-            (Vec::new(), &frame.payload)
-        } else {
-            postcard::take_from_bytes::<Refs>(&frame.payload)
-                .map_err(|_| invalid("a message with descriptors has a malformed header"))?
-        };
-        let (value, inbound) = transfer::decode::<T>(body, Inbound::new(frame.fds, refs));
-        drop(inbound);
-        Ok(value?)
+        decode_frame(frame)
     }
 
     /// Receives one message as bytes (Python's `recv_bytes`).
@@ -362,47 +588,56 @@ impl Connection {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        self.check_readable()?;
-        let mut pending = lock(&self.recv_lock);
-        let frame = match pending.take() {
-            Some(f) => f,
-            None => self.read_frame(Until::Forever)?,
-        };
-        let needed = frame.payload.len();
-        if needed > buf.len() && frame.fds.is_empty() {
-            *pending = Some(frame);
-            // Release: the kept frame is published before the flag (poll reads it).
-            self.has_pending.store(true, Ordering::Release);
-            return Err(RecvError::BufferTooShort { needed });
+        loop {
+            match self.try_recv_bytes_into(buf) {
+                Err(RecvError::Empty) => self.wait_readable(Until::Forever)?,
+                other => return other,
+            }
         }
-        self.has_pending.store(false, Ordering::Release);
-        drop(pending);
-        let bytes = plain(frame)?;
-        buf[..needed].copy_from_slice(&bytes);
-        Ok(needed)
     }
 
-    /// The next frame: a kept one, or one read from the socket.
+    /// The next frame, waiting for it (without holding a lock) until `until`
+    /// unless part of it has arrived.
     fn next_frame(&self, until: Until) -> Result<Frame, RecvError> {
+        loop {
+            match self.try_frame() {
+                Err(RecvError::Empty) => self.wait_readable(until)?,
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits until the socket is readable; a frame that has begun is waited
+    /// for without a deadline.
+    fn wait_readable(&self, until: Until) -> Result<(), RecvError> {
+        let deadline = match until {
+            Until::At(d) if !lock(&self.recv_lock).partial.is_started() => Some(d),
+            _ => None,
+        };
+        if readable_by(self.sock.as_fd(), deadline)? {
+            Ok(())
+        } else {
+            Err(RecvError::Timeout)
+        }
+    }
+
+    /// The next frame without waiting: a kept one, or one read from the socket.
+    fn try_frame(&self) -> Result<Frame, RecvError> {
         self.check_readable()?;
-        let mut pending = lock(&self.recv_lock);
-        if let Some(f) = pending.take() {
+        let mut st = lock(&self.recv_lock);
+        if let Some(f) = st.kept.take() {
             self.has_pending.store(false, Ordering::Release);
             return Ok(f);
         }
-        self.read_frame(until)
+        self.read_step(&mut st)
     }
 
-    /// Reads a frame; the caller holds `recv_lock`.
-    fn read_frame(&self, until: Until) -> Result<Frame, RecvError> {
-        if let Until::At(deadline) = until {
-            if !readable_by(self.sock.as_fd(), Some(deadline))? {
-                return Err(RecvError::Timeout);
-            }
-        }
-        match fdpass::recv_frame_fd(self.sock.as_fd(), self.max_len, false) {
+    /// Continues the partial frame; the caller holds `recv_lock`.
+    fn read_step(&self, st: &mut RecvState) -> Result<Frame, RecvError> {
+        match st.partial.read(self.sock.as_fd(), self.max_len) {
             Ok(Some(frame)) => Ok(frame),
             Ok(None) => Err(RecvError::Closed),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(RecvError::Empty),
             // A peer that closes (or dies) with unread data in its own
             // queue makes ours report a reset once our queue is drained.
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Err(RecvError::Closed),
@@ -435,6 +670,19 @@ impl Connection {
     pub fn close(self) {
         drop(self);
     }
+}
+
+/// Decodes a received frame as `T`, with its descriptors.
+fn decode_frame<T: DeserializeOwned>(frame: Frame) -> Result<T, RecvError> {
+    let (refs, body): (Refs, &[u8]) = if frame.fds.is_empty() {
+        (Vec::new(), &frame.payload)
+    } else {
+        postcard::take_from_bytes::<Refs>(&frame.payload)
+            .map_err(|_| invalid("a message with descriptors has a malformed header"))?
+    };
+    let (value, inbound) = transfer::decode::<T>(body, Inbound::new(frame.fds, refs));
+    drop(inbound);
+    Ok(value?)
 }
 
 /// A frame as plain bytes; one that carries descriptors is refused (and its

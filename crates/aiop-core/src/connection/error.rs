@@ -18,6 +18,10 @@ pub enum RecvError {
     /// A `_timeout` or `_deadline` receive ran out of time before a message
     /// began to arrive; nothing was consumed. As an `io::Error`: `TimedOut`.
     Timeout,
+    /// A `try_` receive found no complete message. Nothing was lost: the
+    /// part of a message that has arrived stays in the connection, and the
+    /// next receive continues it. As an `io::Error`: `WouldBlock`.
+    Empty,
     /// [`recv_bytes_into`](super::Connection::recv_bytes_into) was given a
     /// buffer shorter than the message (Python's `BufferTooShort`). The
     /// message is kept: the next receive of any kind returns it. As an
@@ -39,6 +43,11 @@ impl RecvError {
         matches!(self, RecvError::Closed)
     }
 
+    /// Whether this is [`RecvError::Empty`] (a `try_` receive found nothing).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, RecvError::Empty)
+    }
+
     /// Whether this is [`RecvError::Timeout`].
     pub fn is_timeout(&self) -> bool {
         matches!(self, RecvError::Timeout)
@@ -50,6 +59,7 @@ impl fmt::Display for RecvError {
         match self {
             RecvError::Closed => f.write_str("the connection is closed (end of stream)"),
             RecvError::Timeout => f.write_str("timed out waiting for a message"),
+            RecvError::Empty => f.write_str("no complete message has arrived yet"),
             RecvError::BufferTooShort { needed } => write!(
                 f,
                 "the buffer is too short for the message of {needed} bytes (the message is kept)"
@@ -80,6 +90,7 @@ impl From<RecvError> for io::Error {
             RecvError::Io(e) => return e,
             RecvError::Closed => io::ErrorKind::UnexpectedEof,
             RecvError::Timeout => io::ErrorKind::TimedOut,
+            RecvError::Empty => io::ErrorKind::WouldBlock,
             RecvError::BufferTooShort { .. } => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e)
@@ -156,7 +167,9 @@ mod tests {
         );
         let e = io::Error::new(io::ErrorKind::InvalidData, "bad");
         assert_eq!(kind(RecvError::Io(e)), io::ErrorKind::InvalidData);
+        assert_eq!(kind(RecvError::Empty), io::ErrorKind::WouldBlock);
         assert!(RecvError::Closed.is_closed() && RecvError::Timeout.is_timeout());
+        assert!(RecvError::Empty.is_empty());
     }
 
     #[test]

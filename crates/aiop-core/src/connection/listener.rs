@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::address::Address;
-use super::auth::{Side, handshake};
+use super::auth::{Handshake, Side, drive, handshake};
 use super::conn::Connection;
 use super::wait::deadline_after;
 
@@ -104,6 +104,12 @@ impl Listener {
                 (Socket::Tcp(l), bound, None)
             }
         };
+        // Non-blocking, so `try_accept_handshaking` never waits; `accept`
+        // waits with poll(2).
+        match &socket {
+            Socket::Unix(l) => l.set_nonblocking(true)?,
+            Socket::Tcp(l) => l.set_nonblocking(true)?,
+        }
         Ok(Listener {
             socket,
             address,
@@ -159,6 +165,30 @@ impl Listener {
     /// `UnexpectedEof` when it hangs up; the error of `accept(2)`. Each of
     /// these concerns one client only: call `accept` again for the next.
     pub fn accept(&self) -> io::Result<Connection> {
+        let mut pending = loop {
+            match self.try_accept_handshaking() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    super::wait::readable_by(self.as_fd(), None)?;
+                }
+                other => break other?,
+            }
+        };
+        let deadline = deadline_after(self.handshake_timeout);
+        drive(&mut pending.handshake, pending.fd.as_fd(), deadline)?;
+        pending.done = true;
+        self.finish_accept(pending)
+    }
+
+    /// Accepts a waiting client without waiting and without running the
+    /// handshake: the caller drives it with [`Handshaking::advance`] (under
+    /// a deadline of its choosing, [`handshake_timeout`](Listener::handshake_timeout)
+    /// by convention), then calls [`finish_accept`](Listener::finish_accept).
+    /// For an async listener.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when no client is waiting; the error of `accept(2)`.
+    pub fn try_accept_handshaking(&self) -> io::Result<Handshaking> {
         let (fd, unix, peer): (OwnedFd, bool, Option<Address>) = match &self.socket {
             Socket::Unix(l) => {
                 let (s, addr) = l.accept()?;
@@ -167,18 +197,38 @@ impl Listener {
                     (None, Some(name)) => Some(Address::Abstract(name.to_vec())),
                     _ => None,
                 };
+                // The accepted socket must not inherit O_NONBLOCK (it does
+                // not on Linux, but say so).
+                s.set_nonblocking(false)?;
                 (s.into(), true, peer)
             }
             Socket::Tcp(l) => {
                 let (s, addr) = l.accept()?;
+                s.set_nonblocking(false)?;
                 s.set_nodelay(true)?;
                 (s.into(), false, Some(Address::Tcp(addr)))
             }
         };
-        let deadline = deadline_after(self.handshake_timeout);
-        handshake(fd.as_fd(), Side::Server, self.authkey.as_deref(), deadline)?;
+        Ok(Handshaking {
+            handshake: Handshake::new(Side::Server, self.authkey.as_deref())?,
+            fd,
+            unix,
+            peer,
+            done: false,
+        })
+    }
+
+    /// Turns an accepted connection whose handshake is complete into a
+    /// [`Connection`], and records its peer as [`last_accepted`](Listener::last_accepted).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when the handshake has not completed.
+    pub fn finish_accept(&self, accepted: Handshaking) -> io::Result<Connection> {
+        let peer = accepted.peer.clone();
+        let conn = accepted.into_connection()?;
         *self.last_accepted.lock().unwrap_or_else(|e| e.into_inner()) = peer;
-        Ok(Connection::new(fd, unix, true, true))
+        Ok(conn)
     }
 
     /// Stops listening: closes the socket and removes its path (Python's
@@ -287,4 +337,96 @@ pub fn client_timeout(
     };
     handshake(fd.as_fd(), Side::Client, authkey, deadline)?;
     Ok(Connection::new(fd, unix, true, true))
+}
+
+/// A connected socket whose handshake is under way, driven without waiting
+/// by [`advance`](Handshaking::advance): made by
+/// [`Listener::try_accept_handshaking`] or [`Handshaking::client`], for
+/// callers that wait in their own way (an async listener and client).
+pub struct Handshaking {
+    handshake: Handshake,
+    fd: OwnedFd,
+    unix: bool,
+    peer: Option<Address>,
+    done: bool,
+}
+
+impl Handshaking {
+    /// The client side of the handshake on a connected socket (a Unix or
+    /// TCP stream socket), with `authkey` if given.
+    ///
+    /// # Errors
+    ///
+    /// The error of reading random bytes for the nonce, or of looking up
+    /// the socket's family.
+    pub fn client(socket: OwnedFd, authkey: Option<&[u8]>) -> io::Result<Handshaking> {
+        let unix =
+            rustix::net::sockopt::socket_domain(&socket)? == rustix::net::AddressFamily::UNIX;
+        Ok(Handshaking {
+            handshake: Handshake::new(Side::Client, authkey)?,
+            fd: socket,
+            unix,
+            peer: None,
+            done: false,
+        })
+    }
+
+    /// Reads and writes what the socket allows without waiting: `Ok(())`
+    /// once the handshake is complete.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when it must wait: for the socket to be writable if
+    /// [`wants_write`](Handshaking::wants_write), else readable. Otherwise
+    /// the handshake failed, as [`Listener::accept`] and [`client`] say.
+    pub fn advance(&mut self) -> io::Result<()> {
+        if self.done {
+            return Ok(());
+        }
+        self.handshake.advance(self.fd.as_fd())?;
+        self.done = true;
+        Ok(())
+    }
+
+    /// Whether the handshake waits for room to write (else for input).
+    pub fn wants_write(&self) -> bool {
+        self.handshake.wants_write()
+    }
+
+    /// The peer's address, for an accepted connection (see
+    /// [`Listener::last_accepted`]).
+    pub fn peer(&self) -> Option<&Address> {
+        self.peer.as_ref()
+    }
+
+    /// The connection, once the handshake is complete.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when it is not.
+    pub fn into_connection(self) -> io::Result<Connection> {
+        if !self.done {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the connection handshake has not completed",
+            ));
+        }
+        Ok(Connection::new(self.fd, self.unix, true, true))
+    }
+}
+
+impl AsFd for Handshaking {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl fmt::Debug for Handshaking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handshaking")
+            .field("fd", &self.fd)
+            .field("peer", &self.peer)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }

@@ -58,10 +58,10 @@ mod listener;
 mod wait;
 
 pub use address::{Address, ParseAddressError};
-pub use conn::{Connection, DEFAULT_MAX_MESSAGE};
+pub use conn::{Connection, DEFAULT_MAX_MESSAGE, Encoded};
 pub use error::{AuthenticationError, RecvError};
 pub use fd::Fd;
-pub use listener::{DEFAULT_HANDSHAKE_TIMEOUT, Listener, client, client_timeout};
+pub use listener::{DEFAULT_HANDSHAKE_TIMEOUT, Handshaking, Listener, client, client_timeout};
 pub use wait::{Waitable, wait};
 
 /// A connected pair of [`Connection`]s (Python's `Pipe`).

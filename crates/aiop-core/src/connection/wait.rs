@@ -148,8 +148,8 @@ pub(crate) fn readable_by(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::
     Ok(poll_until(&mut fds, deadline)? > 0)
 }
 
-/// Whether `fd` is writable by `deadline`.
-pub(crate) fn writable_by(fd: BorrowedFd<'_>, deadline: Instant) -> io::Result<bool> {
+/// Whether `fd` is writable (or in error) by `deadline` (`None`: no limit).
+pub(crate) fn writable_by(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
     let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::OUT)];
-    Ok(poll_until(&mut fds, Some(deadline))? > 0)
+    Ok(poll_until(&mut fds, deadline)? > 0)
 }

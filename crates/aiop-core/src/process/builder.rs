@@ -234,6 +234,7 @@ impl Builder {
             state: Mutex::new(State {
                 reaper,
                 reply: None,
+                partial: Default::default(),
                 exit: None,
             }),
             taken: false,

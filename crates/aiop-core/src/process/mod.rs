@@ -122,13 +122,18 @@ impl Reply {
 struct State {
     reaper: Reaper,
     reply: Option<Reply>,
+    /// The part of the reply that has arrived (kept across gave-up waits).
+    partial: fdpass::PartialFrame,
     exit: Option<Exit>,
 }
 
 impl State {
     /// Reads the reply frame, if a complete one is there; blocking only while
     /// the child lives (it writes its whole reply before exiting).
-    fn read_reply(&mut self, ctl: Option<&UnixStream>, blocking: bool) {
+    /// Reads what has arrived of the reply, without waiting; a reply not
+    /// complete yet is kept in `partial`, unless `exited` (then it never
+    /// will be).
+    fn read_reply(&mut self, ctl: Option<&UnixStream>, exited: bool) {
         if self.reply.is_some() {
             return;
         }
@@ -136,13 +141,9 @@ impl State {
             self.reply = Some(Reply::Missing);
             return;
         };
-        let read = if blocking {
-            fdpass::recv_frame
-        } else {
-            fdpass::try_recv_frame
-        };
-        self.reply = Some(match read(ctl, wire::MAX_FRAME) {
+        self.reply = Some(match self.partial.read(ctl.as_fd(), wire::MAX_FRAME) {
             Ok(Some(frame)) => Reply::parse(frame),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !exited => return,
             // End of stream, a cut-off reply, or garbage (an oversized one,
             // say): no result. Stop reading for good, so that a child still
             // writing gets EPIPE instead of blocking forever.
@@ -164,7 +165,7 @@ impl State {
             Err(_) => Some(Exit::Lost),
         };
         // Every byte the child wrote is in our socket buffer now.
-        self.read_reply(ctl, false);
+        self.read_reply(ctl, true);
     }
 }
 
@@ -400,13 +401,54 @@ impl<R: DeserializeOwned> Process<R> {
                 )
             };
             if ctl_ready {
-                st.read_reply(self.ctl.as_ref(), true);
+                st.read_reply(self.ctl.as_ref(), false);
             }
             if exited {
                 st.collect_exit(&self.pidfd, self.ctl.as_ref());
             }
         }
         Ok(())
+    }
+
+    /// [`join`](Process::join) without waiting: reads what has arrived of
+    /// the child's reply (keeping a partial one in this handle) and, if the
+    /// child has ended, returns its result. `Ok(None)`: still running.
+    ///
+    /// An async join calls this whenever one of [`join_fds`](Process::join_fds)
+    /// is readable, so a result larger than the socket buffer flows while
+    /// the child runs, and a wait that is given up loses nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`join`](Process::join).
+    pub fn try_join(&mut self) -> Result<Option<R>, ProcessError> {
+        self.usable()?;
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        if st.exit.is_none() {
+            st.read_reply(self.ctl.as_ref(), false);
+            if reap::readable(st.reaper.ready_fd(&self.pidfd)) {
+                st.collect_exit(&self.pidfd, self.ctl.as_ref());
+            }
+        }
+        if st.exit.is_none() {
+            return Ok(None);
+        }
+        self.result().map(Some)
+    }
+
+    /// The descriptors whose readability means that
+    /// [`try_join`](Process::try_join) can make progress: the one that
+    /// becomes readable when the child ends (its pidfd, or the fork
+    /// server's status socket for it), and the control socket while the
+    /// child's reply is awaited. For registering with an event loop; do not
+    /// read from them.
+    pub fn join_fds(&mut self) -> (BorrowedFd<'_>, Option<BorrowedFd<'_>>) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let ctl = match st.reply {
+            None => self.ctl.as_ref().map(|c| c.as_fd()),
+            Some(_) => None,
+        };
+        (st.reaper.ready_fd(&self.pidfd), ctl)
     }
 
     /// Turns the reply and exit status into the result (once).

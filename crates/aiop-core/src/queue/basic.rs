@@ -142,6 +142,34 @@ macro_rules! queue_methods {
             self.get_with($crate::queue::ring::Wait::Until(Some(deadline)))
         }
 
+        /// For async layers: takes the front item if there is one now,
+        /// without spinning for the consumers' lock (see
+        /// [`NotNow`](crate::queue::NotNow)). An item being streamed is
+        /// finished once its first chunk is taken, as in `try_get`.
+        ///
+        /// # Errors
+        ///
+        /// As `try_get`, with whether another consumer held the ring.
+        pub fn try_get_now(&self) -> Result<T, $crate::queue::NotNow<$crate::queue::TryGetError>> {
+            $crate::queue::NotNow::get(self.ring.get($crate::queue::ring::Wait::Now))
+        }
+
+        /// For async layers: puts `item` if there is room now, without
+        /// spinning for the producers' lock (see
+        /// [`NotNow`](crate::queue::NotNow)). An item larger than half the
+        /// ring starts only if its first chunk fits, and is then finished,
+        /// waiting for consumers to make room.
+        ///
+        /// # Errors
+        ///
+        /// As `try_put`, with whether another producer held the ring.
+        pub fn try_put_now(
+            &self,
+            item: T,
+        ) -> Result<(), $crate::queue::NotNow<$crate::queue::TryPutError<T>>> {
+            $crate::queue::NotNow::put(self.ring.put(&item, $crate::queue::ring::Wait::Now), item)
+        }
+
         fn get_with(
             &self,
             wait: $crate::queue::ring::Wait,
@@ -200,6 +228,33 @@ macro_rules! queue_info {
         /// Whether both handles refer to the same queue.
         pub fn same_as(&self, other: &$ty<T>) -> bool {
             self.ring.same_as(&other.ring)
+        }
+
+        /// For async layers: after a failed `try_get_now`, spins as briefly
+        /// as a blocking get does before it sleeps (not at all where
+        /// spinning is off) until an item may be there; returns whether it
+        /// saw one (or the close).
+        pub fn spin_get(&self) -> bool {
+            self.ring.spin_for($crate::queue::ring::Epoch::Avail)
+        }
+
+        /// For async layers: after a failed `try_put_now`, spins as
+        /// briefly as `spin_get` until a consumer freed space; returns
+        /// whether it saw that (or the close).
+        pub fn spin_put(&self) -> bool {
+            self.ring.spin_for($crate::queue::ring::Epoch::Space)
+        }
+
+        /// For async layers: the words to watch after a failed
+        /// `try_get_now` (see [`crate::wait`]).
+        pub fn watch_get(&self) -> Vec<$crate::wait::Watch> {
+            self.ring.watch_get()
+        }
+
+        /// For async layers: the words to watch after a failed
+        /// `try_put_now` (see [`crate::wait`]).
+        pub fn watch_put(&self) -> Vec<$crate::wait::Watch> {
+            self.ring.watch_put()
         }
     };
 }

@@ -54,6 +54,36 @@ pub enum TryGetError {
     Decode(io::Error),
 }
 
+/// For async layers: why a `try_get_now` or `try_put_now` failed.
+#[derive(Debug)]
+pub struct NotNow<E> {
+    /// The error as the `try_` form reports it (`Empty` or `Full` also
+    /// when the side's lock was busy).
+    pub error: E,
+    /// Whether another process or thread held the side's lock: the caller
+    /// must watch the lock word too (it is in `watch_get`/`watch_put` while
+    /// held), since the ring was not looked at.
+    pub busy: bool,
+}
+
+impl NotNow<TryGetError> {
+    pub(super) fn get<T>(r: Result<T, GetFail>) -> Result<T, NotNow<TryGetError>> {
+        r.map_err(|f| NotNow {
+            busy: matches!(f, GetFail::Busy),
+            error: TryGetError::from_fail(f),
+        })
+    }
+}
+
+impl<T> NotNow<TryPutError<T>> {
+    pub(super) fn put(r: Result<(), PutFail>, item: T) -> Result<(), NotNow<TryPutError<T>>> {
+        r.map_err(|f| NotNow {
+            busy: matches!(f, PutFail::Busy),
+            error: TryPutError::from_fail(f, item),
+        })
+    }
+}
+
 /// [`task_done`](super::JoinableQueue::task_done) was called more times
 /// than items were put: Python's `ValueError`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,7 +106,7 @@ impl<T> PutError<T> {
         match f {
             PutFail::Encode(e) => PutError::Encode(item, e),
             // `put` waits without a deadline, so never `Full`.
-            PutFail::Closed | PutFail::Full => PutError::Closed(item),
+            PutFail::Closed | PutFail::Full | PutFail::Busy => PutError::Closed(item),
         }
     }
 }
@@ -101,7 +131,7 @@ impl<T> TryPutError<T> {
 
     pub(super) fn from_fail(f: PutFail, item: T) -> TryPutError<T> {
         match f {
-            PutFail::Full => TryPutError::Full(item),
+            PutFail::Full | PutFail::Busy => TryPutError::Full(item),
             PutFail::Closed => TryPutError::Closed(item),
             PutFail::Encode(e) => TryPutError::Encode(item, e),
         }
@@ -113,7 +143,7 @@ impl GetError {
         match f {
             GetFail::Decode(e) => GetError::Decode(e),
             // `get` waits without a deadline, so never `Empty`.
-            GetFail::Closed | GetFail::Empty => GetError::Closed,
+            GetFail::Closed | GetFail::Empty | GetFail::Busy => GetError::Closed,
         }
     }
 }
@@ -131,7 +161,7 @@ impl TryGetError {
 
     pub(super) fn from_fail(f: GetFail) -> TryGetError {
         match f {
-            GetFail::Empty => TryGetError::Empty,
+            GetFail::Empty | GetFail::Busy => TryGetError::Empty,
             GetFail::Closed => TryGetError::Closed,
             GetFail::Decode(e) => TryGetError::Decode(e),
         }

@@ -15,6 +15,8 @@ use super::ring::{
 #[derive(Debug)]
 pub(super) enum GetFail {
     Empty,
+    /// Another consumer holds the ring (only with `Wait::Now`).
+    Busy,
     Closed,
     Decode(io::Error),
 }
@@ -50,7 +52,12 @@ impl Ring {
     /// a chunked message has begun, it is finished whatever the deadline
     /// (its chunks are coming, or its producer died and it is dropped).
     pub(super) fn get<T: DeserializeOwned>(&self, wait: Wait) -> Result<T, GetFail> {
-        let (mut held, died) = self.lock_get(wait).ok_or(GetFail::Empty)?;
+        let busy = if matches!(wait, Wait::Now) {
+            GetFail::Busy
+        } else {
+            GetFail::Empty
+        };
+        let (mut held, died) = self.lock_get(wait).ok_or(busy)?;
         if died {
             held.repair();
         }
@@ -138,7 +145,7 @@ impl Ring {
         }
         let poll = Instant::now() + POLL;
         let until = match (mode, wait) {
-            (Mode::Discard, Wait::No) => return Err(GetFail::Empty),
+            (Mode::Discard, Wait::No | Wait::Now) => return Err(GetFail::Empty),
             (Mode::Discard, Wait::Until(Some(d))) => d.min(poll),
             _ => poll,
         };

@@ -120,6 +120,13 @@ impl<T> JoinableQueue<T> {
         self.join_until(Some(deadline))
     }
 
+    /// For async layers: the word to watch while items are unfinished
+    /// (`None`: all are done now).
+    pub fn watch_join(&self) -> Option<crate::wait::Watch> {
+        let w = self.ring.watch_epoch(Epoch::Joined);
+        (self.unfinished() > 0).then_some(w)
+    }
+
     fn join_until(&self, deadline: Option<Instant>) -> bool {
         let all_done = || self.ring.done().load(Ordering::SeqCst) >= self.ring.puts();
         self.ring

@@ -77,7 +77,7 @@ mod ring;
 mod simple;
 
 pub use basic::Queue;
-pub use error::{GetError, PutError, TaskDoneError, TryGetError, TryPutError};
+pub use error::{GetError, NotNow, PutError, TaskDoneError, TryGetError, TryPutError};
 pub use joinable::JoinableQueue;
 pub use simple::SimpleQueue;
 

@@ -16,6 +16,8 @@ use super::ring::{
 #[derive(Debug)]
 pub(super) enum PutFail {
     Full,
+    /// Another producer holds the ring (only with `Wait::Now`).
+    Busy,
     Closed,
     Encode(io::Error),
 }
@@ -37,7 +39,12 @@ impl Ring {
         // Fails on anything that cannot be encoded before the ring is touched.
         let size =
             plain_encode(|| postcard::experimental::serialized_size(item)).map_err(encode_error)?;
-        let (mut held, died) = self.lock_put(wait).ok_or(PutFail::Full)?;
+        let busy = if matches!(wait, Wait::Now) {
+            PutFail::Busy
+        } else {
+            PutFail::Full
+        };
+        let (mut held, died) = self.lock_put(wait).ok_or(busy)?;
         if died || held.stream_open() {
             self.recover_put(&mut held);
         }
@@ -154,7 +161,14 @@ impl Stream<'_, '_> {
         }
         let target = self.remaining.clamp(8, self.ring.capacity() / 4);
         let need = 8 + pad8(target) + RESERVE;
-        match self.ring.reserve(self.held, need, self.wait, !self.started) {
+        // The async layer's attempt does not wait to start a message, but
+        // once one is in the ring, it is finished (a withdrawal would only
+        // make the retry stream it again).
+        let wait = match self.wait {
+            Wait::Now if self.started => Wait::Until(None),
+            w => w,
+        };
+        match self.ring.reserve(self.held, need, wait, !self.started) {
             Ok(pos) => {
                 (self.pos, self.len, self.room) = (pos, 0, target);
                 Ok(())

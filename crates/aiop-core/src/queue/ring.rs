@@ -57,6 +57,7 @@ use crate::object::{self, Kind};
 use crate::sync::lock::RawLock;
 use crate::sync::{LOCK_SPIN, SPIN, Sleepers, anyone_sleeping, sleep, spin, wake_all};
 use crate::sys::robust::{OWNER_DIED, TID_MASK};
+use crate::wait::Watch;
 
 /// The control page before the ring.
 const CONTROL: usize = 4096;
@@ -107,7 +108,13 @@ const MAX_CAPACITY: usize = 1 << 32;
 /// How long to wait at most: not at all, or until a deadline (`None`: forever).
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Wait {
+    /// No sleep; a brief spin for a side's lock.
     No,
+    /// The async layer's attempt: no spin for a side's lock (a held lock
+    /// fails with `Busy`), no sleep for an item or for room. Only an item
+    /// streamed in chunks, once its first chunk has moved, is finished with
+    /// blocking waits for the peer (see the async layer's docs).
+    Now,
     Until(Option<Instant>),
 }
 
@@ -115,7 +122,7 @@ impl Wait {
     /// Whether the time is up (never for `Until(None)`).
     pub(super) fn expired(self) -> bool {
         match self {
-            Wait::No => true,
+            Wait::No | Wait::Now => true,
             Wait::Until(None) => false,
             Wait::Until(Some(d)) => Instant::now() >= d,
         }
@@ -317,6 +324,44 @@ impl Ring {
         }
     }
 
+    /// For the async layer: the epoch word of `epoch` as it is now, counted
+    /// with its sleepers.
+    pub(super) fn watch_epoch(&self, epoch: Epoch) -> Watch {
+        let (word, sleepers) = epoch.words();
+        let seg = self.put_lock.slot().segment();
+        let now = self.u32_at(word).load(Ordering::SeqCst);
+        Watch::counted_at(seg, word, now, sleepers, false)
+    }
+
+    /// For the async layer: spins as briefly as a blocking waiter does
+    /// before it sleeps (and only where spinning is on) until `epoch` may
+    /// have changed: records past the tail or space freed since the call
+    /// began, or the queue closed. Returns whether it saw such a change.
+    pub(super) fn spin_for(&self, epoch: Epoch) -> bool {
+        let tail = self.tail();
+        spin(SPIN, || match epoch {
+            Epoch::Avail => self.head() != self.tail() || self.closed(),
+            Epoch::Space => self.tail() != tail || self.closed(),
+            Epoch::Joined => false,
+        })
+    }
+
+    /// For the async layer: what to watch after a failed non-blocking get
+    /// (the "items available" epoch, and the consumers' lock while held).
+    pub(super) fn watch_get(&self) -> Vec<Watch> {
+        let mut w = vec![self.watch_epoch(Epoch::Avail)];
+        w.extend(self.get_lock.watch());
+        w
+    }
+
+    /// For the async layer: what to watch after a failed non-blocking put
+    /// (the "space available" epoch, and the producers' lock while held).
+    pub(super) fn watch_put(&self) -> Vec<Watch> {
+        let mut w = vec![self.watch_epoch(Epoch::Space)];
+        w.extend(self.put_lock.watch());
+        w
+    }
+
     /// The JoinableQueue's count of `task_done` calls.
     pub(super) fn done(&self) -> &AtomicU64 {
         self.u64_at(DONE)
@@ -381,6 +426,7 @@ impl Ring {
 fn take(lock: &RawLock, wait: Wait) -> Option<bool> {
     match wait {
         Wait::Until(deadline) => lock.acquire(deadline),
+        Wait::Now => lock.try_acquire(),
         Wait::No => lock.try_acquire().or_else(|| {
             // A brief spin, no sleep: holders of a ring lock usually let go
             // within a record's copy.

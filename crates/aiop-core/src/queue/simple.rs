@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::basic::queue_impls;
 use super::ring::{Ring, Wait};
-use super::{GetError, PutError};
+use super::{GetError, NotNow, PutError, TryGetError, TryPutError};
 use crate::object::Kind;
 
 /// An unbounded queue between processes with only `put`, `get`,
@@ -76,6 +76,26 @@ impl<T> SimpleQueue<T> {
     pub fn same_as(&self, other: &SimpleQueue<T>) -> bool {
         self.ring.same_as(&other.ring)
     }
+
+    /// For async layers: as [`Queue::spin_get`](super::Queue::spin_get).
+    pub fn spin_get(&self) -> bool {
+        self.ring.spin_for(super::ring::Epoch::Avail)
+    }
+
+    /// For async layers: as [`Queue::spin_put`](super::Queue::spin_put).
+    pub fn spin_put(&self) -> bool {
+        self.ring.spin_for(super::ring::Epoch::Space)
+    }
+
+    /// For async layers: as [`Queue::watch_get`](super::Queue::watch_get).
+    pub fn watch_get(&self) -> Vec<crate::wait::Watch> {
+        self.ring.watch_get()
+    }
+
+    /// For async layers: as [`Queue::watch_put`](super::Queue::watch_put).
+    pub fn watch_put(&self) -> Vec<crate::wait::Watch> {
+        self.ring.watch_put()
+    }
 }
 
 impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
@@ -99,5 +119,23 @@ impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
         self.ring
             .get(Wait::Until(None))
             .map_err(GetError::from_fail)
+    }
+
+    /// For async layers: as [`Queue::try_get_now`](super::Queue::try_get_now).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::try_get_now`](super::Queue::try_get_now).
+    pub fn try_get_now(&self) -> Result<T, NotNow<TryGetError>> {
+        NotNow::get(self.ring.get(Wait::Now))
+    }
+
+    /// For async layers: as [`Queue::try_put_now`](super::Queue::try_put_now).
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::try_put_now`](super::Queue::try_put_now).
+    pub fn try_put_now(&self, item: T) -> Result<(), NotNow<TryPutError<T>>> {
+        NotNow::put(self.ring.put(&item, Wait::Now), item)
     }
 }

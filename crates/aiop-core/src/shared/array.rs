@@ -12,7 +12,7 @@ use super::data::Data;
 use crate::arena::Slot;
 use crate::object::{self, Kind};
 use crate::sync::lock::RawLock;
-use crate::sync::{Lock, LockGuard, LockResult, OwnerDied};
+use crate::sync::{Lock, LockGuard, LockResult, OwnerDied, TryLockError, TryLockResult};
 
 /// A fixed-length array of plain data shared between processes, with a
 /// lock: Python's `multiprocessing.Array`.
@@ -136,6 +136,26 @@ impl<T: Pod> Array<T> {
     /// Whether the array has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Takes the lock if it is free, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::WouldBlock`] when it is held;
+    /// [`TryLockError::OwnerDied`] (holding the guard) when a process died
+    /// holding it.
+    pub fn try_lock(&self) -> TryLockResult<ArrayGuard<'_, T>> {
+        match self.lock.try_lock() {
+            Ok(lock) => Ok(ArrayGuard { array: self, lock }),
+            Err(TryLockError::WouldBlock) => Err(TryLockError::WouldBlock),
+            Err(TryLockError::OwnerDied(d)) => {
+                Err(TryLockError::OwnerDied(OwnerDied::new(ArrayGuard {
+                    array: self,
+                    lock: d.into_inner(),
+                })))
+            }
+        }
     }
 
     /// Takes the lock and gives access to the elements.

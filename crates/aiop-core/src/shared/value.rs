@@ -11,7 +11,7 @@ use super::data::Data;
 use crate::arena::Slot;
 use crate::object::{self, Kind};
 use crate::sync::lock::RawLock;
-use crate::sync::{Lock, LockGuard, LockResult, OwnerDied};
+use crate::sync::{Lock, LockGuard, LockResult, OwnerDied, TryLockError, TryLockResult};
 
 /// One plain-data value shared between processes, with a lock: Python's
 /// `multiprocessing.Value`.
@@ -111,6 +111,26 @@ impl<T: Pod> Value<T> {
     fn assemble(data: Data<T>) -> io::Result<Value<T>> {
         let lock = Lock::from_raw(RawLock::new(data.slot().clone())?);
         Ok(Value { data, lock })
+    }
+
+    /// Takes the lock if it is free, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::WouldBlock`] when it is held;
+    /// [`TryLockError::OwnerDied`] (holding the guard) when a process died
+    /// holding it.
+    pub fn try_lock(&self) -> TryLockResult<ValueGuard<'_, T>> {
+        match self.lock.try_lock() {
+            Ok(lock) => Ok(ValueGuard { value: self, lock }),
+            Err(TryLockError::WouldBlock) => Err(TryLockError::WouldBlock),
+            Err(TryLockError::OwnerDied(d)) => {
+                Err(TryLockError::OwnerDied(OwnerDied::new(ValueGuard {
+                    value: self,
+                    lock: d.into_inner(),
+                })))
+            }
+        }
     }
 
     /// Takes the lock and gives access to the value.

@@ -40,6 +40,47 @@ fn next_generation(s: u32, reset: bool) -> u32 {
 /// The largest number of parties a barrier supports.
 pub const MAX_PARTIES: u32 = COUNT_MASK;
 
+/// A party that has arrived at a [`Barrier`] (see [`Barrier::arrive`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    generation: u32,
+    index: u32,
+    last: bool,
+}
+
+impl Arrival {
+    /// This party's arrival index (0 for the first).
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Whether this party arrived last, ending the generation itself.
+    pub fn is_last(&self) -> bool {
+        self.last
+    }
+
+    /// How the generation ended, given the state word `s`; `None` while it
+    /// goes on.
+    fn outcome(&self, s: u32) -> Option<Result<u32, BrokenBarrierError>> {
+        if self.last {
+            return Some(Ok(self.index));
+        }
+        let g = generation(s);
+        if g != self.generation {
+            let reset = g == (self.generation + 1) & (GEN_MASK >> GEN_SHIFT) && s & PREV_RESET != 0;
+            Some(if reset {
+                Err(BrokenBarrierError)
+            } else {
+                Ok(self.index)
+            })
+        } else if s & BROKEN != 0 {
+            Some(Err(BrokenBarrierError))
+        } else {
+            None
+        }
+    }
+}
+
 /// A barrier shared between processes: Python's `multiprocessing.Barrier`.
 ///
 /// `parties` processes (or threads) call [`wait`](Barrier::wait); the last
@@ -197,10 +238,57 @@ impl Barrier {
         deadline: Option<Instant>,
         action: impl FnOnce(),
     ) -> Result<u32, BrokenBarrierError> {
+        let arrival = self.arrive_with_action(action)?;
+        let state = self.state();
+        let mut found = None;
+        if spin(SPIN, || {
+            found = arrival.outcome(state.load(Ordering::Acquire));
+            found.is_some()
+        }) {
+            return found.expect("spin found an outcome");
+        }
+        loop {
+            let s = state.load(Ordering::Acquire);
+            if let Some(r) = arrival.outcome(s) {
+                return r;
+            }
+            let _sl = Sleepers::enter(self.slot.word(SLEEPERS));
+            if !sleep(state, s, deadline) {
+                let s = state.load(Ordering::Acquire);
+                if let Some(r) = arrival.outcome(s) {
+                    return r;
+                }
+                self.abort();
+                return Err(BrokenBarrierError);
+            }
+        }
+    }
+
+    /// For async layers: arrives at the barrier without waiting. The last
+    /// party ends the generation here (its [`Arrival`] is complete at
+    /// once); the others then watch for its end with
+    /// [`outcome`](Barrier::outcome) and [`watch`](Barrier::watch). An
+    /// arrival that gives up before its outcome is known must
+    /// [`abort`](Barrier::abort) the barrier, as a timeout does.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokenBarrierError`] when the barrier is broken.
+    pub fn arrive(&self) -> Result<Arrival, BrokenBarrierError> {
+        self.arrive_with_action(|| ())
+    }
+
+    /// As [`arrive`](Barrier::arrive); the last party runs `action` before
+    /// ending the generation (see [`wait_with_action`](Barrier::wait_with_action)).
+    ///
+    /// # Errors
+    ///
+    /// As [`arrive`](Barrier::arrive).
+    pub fn arrive_with_action(&self, action: impl FnOnce()) -> Result<Arrival, BrokenBarrierError> {
         let parties = self.parties();
         let state = self.state();
         let mut action = Some(action);
-        let (gen_seen, index) = loop {
+        loop {
             let s = state.load(Ordering::Acquire);
             if s & BROKEN != 0 {
                 return Err(BrokenBarrierError);
@@ -233,7 +321,11 @@ impl Barrier {
                     if anyone_sleeping(self.slot.word(SLEEPERS)) {
                         wake_all(state);
                     }
-                    return Ok(index);
+                    return Ok(Arrival {
+                        generation: generation(s),
+                        index,
+                        last: true,
+                    });
                 }
                 continue;
             }
@@ -241,47 +333,29 @@ impl Barrier {
                 .compare_exchange(s, s + 1, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                break (generation(s), index);
-            }
-        };
-        // How generation `gen_seen` ended, once it has.
-        let outcome = |s: u32| -> Option<Result<u32, BrokenBarrierError>> {
-            let g = generation(s);
-            if g != gen_seen {
-                let reset = g == (gen_seen + 1) & (GEN_MASK >> GEN_SHIFT) && s & PREV_RESET != 0;
-                Some(if reset {
-                    Err(BrokenBarrierError)
-                } else {
-                    Ok(index)
-                })
-            } else if s & BROKEN != 0 {
-                Some(Err(BrokenBarrierError))
-            } else {
-                None
-            }
-        };
-        let mut found = None;
-        if spin(SPIN, || {
-            found = outcome(state.load(Ordering::Acquire));
-            found.is_some()
-        }) {
-            return found.expect("spin found an outcome");
-        }
-        loop {
-            let s = state.load(Ordering::Acquire);
-            if let Some(r) = outcome(s) {
-                return r;
-            }
-            let _sl = Sleepers::enter(self.slot.word(SLEEPERS));
-            if !sleep(state, s, deadline) {
-                let s = state.load(Ordering::Acquire);
-                if let Some(r) = outcome(s) {
-                    return r;
-                }
-                self.abort();
-                return Err(BrokenBarrierError);
+                return Ok(Arrival {
+                    generation: generation(s),
+                    index,
+                    last: false,
+                });
             }
         }
+    }
+
+    /// For async layers: how `arrival`'s generation ended (its index, or
+    /// [`BrokenBarrierError`]); `None` while it goes on.
+    pub fn outcome(&self, arrival: &Arrival) -> Option<Result<u32, BrokenBarrierError>> {
+        arrival.outcome(self.state().load(Ordering::Acquire))
+    }
+
+    /// For async layers: the word to watch while `arrival`'s generation
+    /// goes on, `None` once it has ended (see [`crate::wait`]).
+    pub fn watch(&self, arrival: &Arrival) -> Option<crate::wait::Watch> {
+        let s = self.state().load(Ordering::Acquire);
+        arrival
+            .outcome(s)
+            .is_none()
+            .then(|| crate::wait::Watch::counted(&self.slot, STATE, s, SLEEPERS, false))
     }
 
     /// Breaks the barrier: every waiter, and every later `wait` until

@@ -401,6 +401,65 @@ impl Condition {
         }
     }
 
+    /// For async layers: the notification word with its value now. Take it
+    /// while holding the lock, before giving the lock up to wait: any
+    /// notification after that changes the word (see [`crate::wait`]).
+    pub fn watch_notify(&self) -> crate::wait::Watch {
+        // SeqCst: the snapshot is ordered before the release of the lock
+        // and pairs with the notifier's increment.
+        let s = self.seq().load(Ordering::SeqCst);
+        // A notifier wakes `n` sleepers: a watcher that consumed a wake for
+        // tasks that no longer wait passes it on.
+        crate::wait::Watch::counted(&self.slot, SEQ, s, SLEEPERS, true)
+    }
+
+    /// For async layers: takes the condition's lock if it is free, held by
+    /// this process but by no thread (a task's hold; see
+    /// [`RLock::try_acquire_detached`]). `Some(owner_died)` on success,
+    /// `None` while someone holds it.
+    pub fn try_lock_detached(&self) -> Option<bool> {
+        match &self.lock {
+            Held::Lock(l) => l.raw().try_acquire(),
+            Held::RLock(l) => l.try_acquire_detached(),
+        }
+    }
+
+    /// For async layers: gives up a detached hold of the lock entirely (to
+    /// wait, or when the task's guard is dropped), returning its depth.
+    ///
+    /// # Errors
+    ///
+    /// [`NotOwnerError`] when this process holds no detached level.
+    pub fn unlock_detached(&self) -> Result<u32, NotOwnerError> {
+        match &self.lock {
+            Held::Lock(l) => l.release().map(|()| 1),
+            Held::RLock(l) => l.release_all_detached().ok_or(NotOwnerError),
+        }
+    }
+
+    /// For async layers: takes the lock again at `depth` (from
+    /// [`unlock_detached`](Condition::unlock_detached)) if it is free.
+    pub fn try_relock_detached(&self, depth: u32) -> Option<bool> {
+        match &self.lock {
+            Held::Lock(l) => l.raw().try_acquire(),
+            Held::RLock(l) => l.try_restore_detached(depth),
+        }
+    }
+
+    /// For async layers: the lock word to watch while the lock is held,
+    /// `None` when it is free (see [`crate::wait`]).
+    pub fn watch_lock(&self) -> Option<crate::wait::Watch> {
+        match &self.lock {
+            Held::Lock(l) => l.watch(),
+            Held::RLock(l) => l.watch_word(),
+        }
+    }
+
+    /// Whether both handles refer to the same condition.
+    pub fn same_as(&self, other: &Condition) -> bool {
+        self.slot.same_as(&other.slot)
+    }
+
     /// Wakes up to `n` waiters.
     pub fn notify(&self, n: u32) {
         // SeqCst: ordered before the sleeper check (see `Sleepers`).

@@ -14,7 +14,9 @@ pub struct OwnerDied<G> {
 }
 
 impl<G> OwnerDied<G> {
-    pub(crate) fn new(guard: G) -> OwnerDied<G> {
+    /// Wraps `guard`, held after an owner's death (for layers that build
+    /// their own guards on this crate's locks).
+    pub fn new(guard: G) -> OwnerDied<G> {
         OwnerDied { guard }
     }
 
@@ -33,7 +35,8 @@ impl<G> OwnerDied<G> {
         &mut self.guard
     }
 
-    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> OwnerDied<H> {
+    /// Turns the guard into another (a wrapper of it).
+    pub fn map<H>(self, f: impl FnOnce(G) -> H) -> OwnerDied<H> {
         OwnerDied::new(f(self.guard))
     }
 }
@@ -69,7 +72,8 @@ impl<G> TryLockError<G> {
         matches!(self, TryLockError::WouldBlock)
     }
 
-    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> TryLockError<H> {
+    /// Turns the guard of an [`OwnerDied`] into another.
+    pub fn map<H>(self, f: impl FnOnce(G) -> H) -> TryLockError<H> {
         match self {
             TryLockError::WouldBlock => TryLockError::WouldBlock,
             TryLockError::OwnerDied(d) => TryLockError::OwnerDied(d.map(f)),

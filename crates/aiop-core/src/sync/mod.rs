@@ -48,7 +48,7 @@ pub(crate) mod lock;
 mod rlock;
 mod semaphore;
 
-pub use barrier::{Barrier, MAX_PARTIES};
+pub use barrier::{Arrival, Barrier, MAX_PARTIES};
 pub use condition::{Condition, ConditionGuard};
 pub use error::{
     BrokenBarrierError, LockResult, NotOwnerError, OverReleaseError, OwnerDied, TryLockError,

@@ -307,6 +307,84 @@ impl RLock {
         self.raw.slot().same_as(other.raw.slot())
     }
 
+    /// For async layers: takes the lock if it is free, held by this process
+    /// but by no thread, at depth 1: a task's hold, which no thread may
+    /// re-enter or release (tasks move between threads). Re-entry and
+    /// release go through [`reenter_detached`](RLock::reenter_detached) and
+    /// [`release_detached`](RLock::release_detached). `Some(owner_died)` on
+    /// success, `None` while someone holds the lock.
+    pub fn try_acquire_detached(&self) -> Option<bool> {
+        let got = self.raw.try_acquire();
+        if got.is_some() {
+            // Written only by the holder (see `mine`): 0 is no thread's token.
+            self.owner_thread().store(0, Ordering::Relaxed);
+            self.depth().store(1, Ordering::Relaxed);
+        }
+        got
+    }
+
+    /// For async layers: adds a level to a detached hold of this process.
+    ///
+    /// # Errors
+    ///
+    /// [`NotOwnerError`] when this process holds no detached level.
+    pub fn reenter_detached(&self) -> Result<(), NotOwnerError> {
+        if !self.detached_here() {
+            return Err(NotOwnerError);
+        }
+        self.depth().fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// For async layers: gives back one level of a detached hold; the last
+    /// one frees the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`NotOwnerError`] when this process holds no detached level.
+    pub fn release_detached(&self) -> Result<(), NotOwnerError> {
+        if !self.detached_here() {
+            return Err(NotOwnerError);
+        }
+        if self.depth().fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.raw.release()?;
+        }
+        Ok(())
+    }
+
+    /// Whether this process holds the lock with no owning thread.
+    fn detached_here(&self) -> bool {
+        self.raw.held_here()
+            && self.owner_thread().load(Ordering::Relaxed) == 0
+            && self.depth().load(Ordering::Relaxed) > 0
+    }
+
+    /// For a `Condition` wait of a task: frees a detached hold entirely,
+    /// returning its depth.
+    pub(crate) fn release_all_detached(&self) -> Option<u32> {
+        if !self.detached_here() {
+            return None;
+        }
+        let depth = self.depth().swap(0, Ordering::Relaxed);
+        let _ = self.raw.release();
+        Some(depth)
+    }
+
+    /// Re-takes a detached hold at `depth` if the lock is free.
+    pub(crate) fn try_restore_detached(&self, depth: u32) -> Option<bool> {
+        let got = self.try_acquire_detached();
+        if got.is_some() {
+            self.depth().store(depth.max(1), Ordering::Relaxed);
+        }
+        got
+    }
+
+    /// For async layers: the lock word to watch while the lock is held
+    /// (by anyone, the caller included), `None` when it is free.
+    pub fn watch_word(&self) -> Option<crate::wait::Watch> {
+        self.raw.watch()
+    }
+
     /// Releases every level the calling thread holds, returning how many
     /// (a `Condition` wait); `None` when the thread does not own the lock.
     pub(crate) fn release_all(&self) -> Option<u32> {

@@ -231,6 +231,194 @@ pub(crate) fn recv_frame_fd(
     Ok(Some(Frame { payload, fds }))
 }
 
+/// A frame being received without waiting: the header bytes, descriptors
+/// and payload bytes that have arrived so far.
+///
+/// [`PartialFrame::read`] takes whatever the socket has and keeps it, so a
+/// reader that gives up between two reads (a dropped future, a timeout) loses
+/// nothing: the next `read` continues the same frame. The socket's own
+/// blocking mode does not matter (every call passes `MSG_DONTWAIT`).
+#[derive(Debug, Default)]
+pub struct PartialFrame {
+    header: [u8; HEADER],
+    header_got: usize,
+    fds: Vec<OwnedFd>,
+    payload: Option<Vec<u8>>,
+    payload_got: usize,
+}
+
+impl PartialFrame {
+    /// An empty reader, before any frame.
+    pub fn new() -> PartialFrame {
+        PartialFrame::default()
+    }
+
+    /// Whether part of a frame has arrived (and the rest is awaited).
+    pub fn is_started(&self) -> bool {
+        self.header_got > 0
+    }
+
+    /// Reads, without waiting, as much of the current frame as the socket
+    /// holds. `Ok(Some(frame))`: the frame is complete (and this reader is
+    /// empty again); `Ok(None)`: a clean end of stream before a frame began.
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` when the frame is not complete yet (what arrived is
+    /// kept); otherwise as [`recv_frame`], after which the reader is empty
+    /// again (and the stream is not to be trusted).
+    pub fn read(&mut self, sock: BorrowedFd<'_>, max_len: usize) -> io::Result<Option<Frame>> {
+        let got = self.step(sock, max_len);
+        match &got {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => *self = PartialFrame::default(),
+            Ok(_) => {}
+        }
+        got
+    }
+
+    fn step(&mut self, sock: BorrowedFd<'_>, max_len: usize) -> io::Result<Option<Frame>> {
+        while self.header_got < HEADER {
+            let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let msg = match rustix::net::recvmsg(
+                sock,
+                &mut [IoSliceMut::new(&mut self.header[self.header_got..])],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+            ) {
+                Ok(m) => m,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for m in control.drain() {
+                if let RecvAncillaryMessage::ScmRights(rights) = m {
+                    self.fds.extend(rights);
+                }
+            }
+            if msg.flags.contains(ReturnFlags::CTRUNC) {
+                return Err(invalid(
+                    "descriptors were truncated (more than the frame limit)".into(),
+                ));
+            }
+            if msg.bytes == 0 {
+                return match (self.header_got, self.fds.is_empty()) {
+                    (0, true) => Ok(None),
+                    (0, false) => Err(invalid("descriptors without a frame".into())),
+                    _ => Err(ended_inside()),
+                };
+            }
+            self.header_got += msg.bytes;
+        }
+        let len = u32::from_le_bytes(self.header[..4].try_into().expect("4 bytes")) as usize;
+        if self.payload.is_none() {
+            let nfds = u32::from_le_bytes(self.header[4..].try_into().expect("4 bytes")) as usize;
+            if len > max_len {
+                return Err(invalid(format!(
+                    "frame of {len} bytes exceeds the limit of {max_len}"
+                )));
+            }
+            if nfds != self.fds.len() {
+                return Err(invalid(format!(
+                    "frame announced {nfds} descriptors but {} arrived",
+                    self.fds.len()
+                )));
+            }
+            self.payload = Some(vec![0u8; len]);
+        }
+        let payload = self.payload.as_mut().expect("allocated above");
+        while self.payload_got < len {
+            match rustix::net::recv(sock, &mut payload[self.payload_got..], RecvFlags::DONTWAIT) {
+                Ok((0, _)) => return Err(ended_inside()),
+                Ok((n, _)) => self.payload_got += n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let done = std::mem::take(self);
+        Ok(Some(Frame {
+            payload: done.payload.expect("allocated above"),
+            fds: done.fds,
+        }))
+    }
+}
+
+fn ended_inside() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the stream ended inside a frame",
+    )
+}
+
+/// Encodes one frame (header and payload) into a single buffer, for a
+/// sender that may have to finish it later (see [`send_frame_nonblocking`]).
+///
+/// # Errors
+///
+/// As [`check_frame`] with no receiver limit.
+pub fn encode_frame(parts: &[&[u8]], nfds: usize) -> io::Result<Vec<u8>> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    check_frame(total, nfds, u32::MAX as usize)?;
+    let mut frame = Vec::with_capacity(HEADER + total);
+    frame.extend_from_slice(&(total as u32).to_le_bytes());
+    frame.extend_from_slice(&(nfds as u32).to_le_bytes());
+    for p in parts {
+        frame.extend_from_slice(p);
+    }
+    Ok(frame)
+}
+
+/// Writes the start of an [encoded](encode_frame) frame without waiting, with
+/// `fds` attached to its first byte; returns how many bytes went (at least
+/// one: `WouldBlock` means none did, and the descriptors did not go either).
+/// The caller writes the rest with [`send_nonblocking`].
+///
+/// # Errors
+///
+/// `WouldBlock` when the socket has no room; the socket's error otherwise
+/// (`EPIPE` when the peer is gone).
+pub fn send_frame_nonblocking(
+    sock: BorrowedFd<'_>,
+    frame: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::Error::other("descriptor control buffer too small"));
+    }
+    loop {
+        match rustix::net::sendmsg(
+            sock,
+            &[IoSlice::new(frame)],
+            &mut control,
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        ) {
+            Ok(0) if !frame.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Writes as much of `buf` as the socket takes without waiting; returns
+/// how many bytes went.
+///
+/// # Errors
+///
+/// `WouldBlock` when none went; the socket's error otherwise.
+pub fn send_nonblocking(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::send(sock, buf, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
+            Ok(0) if !buf.is_empty() => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,6 +541,56 @@ mod tests {
         assert_eq!(
             send_frame(&a, &[b"x"], &[]).unwrap_err().kind(),
             io::ErrorKind::BrokenPipe
+        );
+    }
+
+    #[test]
+    fn a_partial_frame_continues_where_it_stopped() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let memfd = crate::sys::mem::memfd(4096).unwrap();
+        let frame = encode_frame(&[b"hello", b" world"], 1).unwrap();
+        // The header's first 3 bytes carry the descriptor.
+        assert_eq!(
+            send_frame_nonblocking(a.as_fd(), &frame[..3], &[memfd.as_fd()]).unwrap(),
+            3
+        );
+        let mut p = PartialFrame::new();
+        let e = p.read(b.as_fd(), 64).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(p.is_started());
+        a.write_all(&frame[3..10]).unwrap();
+        assert_eq!(
+            p.read(b.as_fd(), 64).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        assert_eq!(
+            send_nonblocking(a.as_fd(), &frame[10..]).unwrap(),
+            frame.len() - 10
+        );
+        let f = p.read(b.as_fd(), 64).unwrap().unwrap();
+        assert_eq!(f.payload, b"hello world");
+        assert_eq!(f.fds.len(), 1);
+        assert!(!p.is_started());
+        drop(a);
+        assert!(p.read(b.as_fd(), 64).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_partial_frame_checks_the_length_before_allocating() {
+        let (mut a, b) = UnixStream::pair().unwrap();
+        a.write_all(&header(u32::MAX, 0)).unwrap();
+        let mut p = PartialFrame::new();
+        assert_eq!(
+            p.read(b.as_fd(), 1024).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert!(!p.is_started());
+        a.write_all(&header(4, 0)).unwrap();
+        a.write_all(b"ab").unwrap();
+        drop(a);
+        assert_eq!(
+            p.read(b.as_fd(), 1024).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
         );
     }
 }

@@ -1,0 +1,101 @@
+//! The async synchronization primitives: the cost of an uncontended
+//! `lock().await`, and of serving 10,000 parked tasks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use aiop_async::sync::{Event, Lock};
+use aiop_core::process::{Builder, StartMethod};
+use futures_lite::future::{self, block_on};
+
+use crate::report::{Results, pin_child};
+use crate::sync::per_op;
+
+/// `async/lock_uncontended`: `Lock::lock().await` + guard drop on
+/// `futures_lite::future::block_on`, ns (measured as `lock/uncontended`).
+pub(crate) fn lock_uncontended(results: &mut Results) {
+    let lock = Lock::new().expect("lock");
+    per_op(results, "async/lock_uncontended", || {
+        drop(std::hint::black_box(block_on(lock.lock())));
+    });
+}
+
+const TASKS: usize = 10_000;
+const EVENTS: usize = 100;
+const ROUNDS: usize = 11;
+
+/// Sets every event each time `go` is set.
+fn setter((go, events): (Event, Vec<Event>)) {
+    pin_child();
+    for _ in 0..ROUNDS {
+        go.wait_blocking();
+        go.clear();
+        for e in &events {
+            e.set();
+        }
+    }
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+}
+
+/// `async/waiters_10k`: 10,000 tasks of a `smol::LocalExecutor` parked on
+/// 100 events that a fork-server child sets; µs from the parent's signal to
+/// the child until every task has been served (the median of 11 rounds).
+/// `async/waiters_10k_threads`: the threads the parked tasks added to the
+/// process.
+pub(crate) fn waiters_10k(results: &mut Results) {
+    let go = Event::new().expect("event");
+    let events: Vec<Event> = (0..EVENTS).map(|_| Event::new().expect("event")).collect();
+    let mut child = Builder::new()
+        .start_method(StartMethod::FORK_SERVER)
+        .spawn(setter, (go.clone(), events.clone()))
+        .expect("spawn");
+    let before = threads();
+    let mut added = 0;
+    let mut samples = Vec::with_capacity(ROUNDS);
+    let ex = smol::LocalExecutor::new();
+    for _ in 0..ROUNDS {
+        for e in &events {
+            e.clear();
+        }
+        let started = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|i| {
+                let (ev, started) = (events[i % EVENTS].clone(), started.clone());
+                ex.spawn(async move {
+                    let mut wait = Box::pin(ev.wait());
+                    let done = future::poll_once(&mut wait).await.is_some();
+                    started.fetch_add(1, Ordering::Relaxed);
+                    if !done {
+                        wait.await;
+                    }
+                })
+            })
+            .collect();
+        // Park them all: run the executor until every task has polled once.
+        while started.load(Ordering::Relaxed) < TASKS {
+            ex.try_tick();
+        }
+        added = added.max(threads().saturating_sub(before));
+        let t = Instant::now();
+        go.set();
+        block_on(ex.run(async {
+            for task in tasks {
+                task.await;
+            }
+        }));
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    child.join().expect("join");
+    samples.sort_by(f64::total_cmp);
+    results.value(
+        "async/waiters_10k",
+        "us",
+        samples[ROUNDS / 2],
+        Some(samples[ROUNDS - 1]),
+    );
+    results.value("async/waiters_10k_threads", "threads", added as f64, None);
+}
