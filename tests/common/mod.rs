@@ -290,3 +290,33 @@ macro_rules! executor_tests {
 }
 #[allow(unused_imports)]
 pub(crate) use executor_tests;
+
+/// Runs every future as a task of the executor under test (tokio's when a
+/// tokio runtime is current, so that tasks may move between threads;
+/// otherwise an `async_executor` driven by the calling task) and returns
+/// their outputs in order.
+pub async fn run_all<F, T>(futs: Vec<F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let handles: Vec<_> = futs.into_iter().map(|f| rt.spawn(f)).collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            out.push(h.await.expect("task panicked"));
+        }
+        out
+    } else {
+        let ex = smol::Executor::new();
+        let handles: Vec<_> = futs.into_iter().map(|f| ex.spawn(f)).collect();
+        ex.run(async {
+            let mut out = Vec::with_capacity(handles.len());
+            for h in handles {
+                out.push(h.await);
+            }
+            out
+        })
+        .await
+    }
+}
