@@ -62,9 +62,11 @@ impl Shard {
     fn run(self: Arc<Shard>) {
         let mut watched: Vec<Arc<Entry>> = Vec::new();
         loop {
-            // Read the control word before the list: a registration after
-            // this read bumps it, and the wait below returns at once.
+            // Read the control word before the scan and the list: a
+            // registration or a dropped listener after this read bumps it,
+            // and the wait below returns at once for another scan.
             let seen = self.ctl.load(Ordering::SeqCst);
+            self.scan();
             watched.clear();
             watched.extend(
                 self.entries
@@ -78,8 +80,6 @@ impl Shard {
             words.extend(watched.iter().map(|e| (e.watch.word(), e.watch.expected())));
             // Any return (a wake, a changed word, a signal) leads to a scan.
             let _ = futex::waitv(&words, Timeout::Never);
-            drop(words);
-            self.scan();
         }
     }
 
@@ -132,23 +132,40 @@ pub(crate) fn listen(watches: Vec<Watch>) -> Listen {
         }
         let all = all.as_mut().expect("initialized above");
         let key = watch.key();
-        let existing = all.shards.iter().find_map(|shard| {
+        // Join another task's entry for the same word only while the word
+        // still holds that entry's value: then the entry's announcement is
+        // in force, and the next change wakes the watcher. A stale entry
+        // (its word moved on, and the watcher may be asleep on the old
+        // value) is left for the watcher to clean up, nudged, and this task
+        // registers an entry of its own.
+        let mut existing = None;
+        for shard in &all.shards {
             let entries = shard.entries.lock().unwrap_or_else(|e| e.into_inner());
-            entries
-                .iter()
-                .find(|e| e.watch.key() == key)
-                .map(|e| (shard.clone(), e.event.listen()))
-        });
+            for e in entries.iter().filter(|e| e.watch.key() == key) {
+                if e.watch.word().load(Ordering::SeqCst) == e.watch.expected() {
+                    existing = Some((shard.clone(), e.event.listen()));
+                    break;
+                }
+                shard.nudge();
+            }
+            if existing.is_some() {
+                break;
+            }
+        }
         if let Some((shard, listener)) = existing {
-            // The entry may hold an older value: if the word changed since,
-            // the watcher sees it at once and notifies this listener too.
             listeners.push(listener);
             shards.push(shard);
             continue;
         }
         if !watch.announce() {
-            // Changed already: no need to sleep.
-            return Listen::ready();
+            // Changed already: no need to sleep. Entries registered for
+            // the other watches lose their listeners here: nudge them away.
+            return Listen {
+                listeners: Vec::new(),
+                shards,
+                done: true,
+                nudge: true,
+            };
         }
         let shard = match all
             .shards
@@ -163,7 +180,14 @@ pub(crate) fn listen(watches: Vec<Watch>) -> Listen {
                 }
                 // No thread for a watcher: let the caller poll again rather
                 // than sleep forever.
-                Err(_) => return Listen::ready(),
+                Err(_) => {
+                    return Listen {
+                        listeners: Vec::new(),
+                        shards,
+                        done: true,
+                        nudge: true,
+                    };
+                }
             },
         };
         let entry = Arc::new(Entry {
@@ -179,10 +203,12 @@ pub(crate) fn listen(watches: Vec<Watch>) -> Listen {
         shard.nudge();
         shards.push(shard);
     }
+    let nudge = listeners.len() > 1;
     Listen {
         listeners,
         shards,
         done: false,
+        nudge,
     }
 }
 
@@ -261,6 +287,9 @@ pub(crate) struct Listen {
     listeners: Vec<EventListener>,
     shards: Vec<Arc<Shard>>,
     done: bool,
+    /// Nudge the shards even after completing: with several words, those
+    /// that did not fire keep entries nobody listens to any more.
+    nudge: bool,
 }
 
 impl std::fmt::Debug for Listen {
@@ -269,16 +298,6 @@ impl std::fmt::Debug for Listen {
             .field("words", &self.listeners.len())
             .field("done", &self.done)
             .finish()
-    }
-}
-
-impl Listen {
-    fn ready() -> Listen {
-        Listen {
-            listeners: Vec::new(),
-            shards: Vec::new(),
-            done: true,
-        }
     }
 }
 
@@ -304,7 +323,7 @@ impl Drop for Listen {
         // Dropping the listeners first lets the watcher see that nobody
         // listens any more.
         self.listeners.clear();
-        if !self.done {
+        if !self.done || self.nudge {
             for s in &self.shards {
                 s.nudge();
             }

@@ -135,10 +135,12 @@ pub(crate) fn check(slot: &Slot, kind: Kind) -> io::Result<()> {
     }
 }
 
-/// Rounds a payload up to whole pages (the arena must stay page aligned).
+/// Rounds a payload up to whole pages of this system (so that the file,
+/// whose arena ends it, is whole pages too: robust-list nodes live in the
+/// private memory right after the file's last page).
 fn payload_span(payload: usize) -> io::Result<usize> {
     payload
-        .checked_next_multiple_of(4096)
+        .checked_next_multiple_of(crate::sys::robust::page_size())
         .and_then(|p| p.checked_add(ARENA_SIZE))
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "object too large"))
 }

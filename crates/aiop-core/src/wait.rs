@@ -38,9 +38,13 @@ enum Announce {
 
 /// A futex word in shared memory that a waiter watches for a change.
 ///
-/// It keeps the segment mapped for as long as it lives.
+/// It keeps the segment mapped, and the object's slot allocated, for as
+/// long as it lives: a slot freed and reused by another object while a
+/// watch on it lived would let the watch's waiter count (given back on
+/// drop) land in the new object's words.
 pub struct Watch {
     seg: Segment,
+    _slot: Option<Slot>,
     offset: usize,
     expected: u32,
     announce: Announce,
@@ -72,6 +76,7 @@ impl Watch {
     ) -> Watch {
         Watch {
             seg: slot.segment().clone(),
+            _slot: Some(slot.clone()),
             offset: slot.word_offset(word),
             expected,
             announce: Announce::Sleepers(slot.word_offset(sleepers)),
@@ -91,6 +96,7 @@ impl Watch {
     ) -> Watch {
         Watch {
             seg: seg.clone(),
+            _slot: None,
             offset,
             expected,
             announce: Announce::Sleepers(sleepers),
@@ -103,6 +109,7 @@ impl Watch {
     pub(crate) fn lock_word(slot: &Slot, expected: u32) -> Watch {
         Watch {
             seg: slot.segment().clone(),
+            _slot: Some(slot.clone()),
             offset: slot.word_offset(0),
             expected,
             announce: Announce::WaitersBit,
@@ -188,5 +195,27 @@ impl Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         self.retract();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sync::Event;
+
+    #[test]
+    fn a_watched_slot_is_not_reused_while_the_watch_lives() {
+        let ev = Event::new().unwrap();
+        let watch = ev.watch().expect("a clear event has a watch");
+        let key = watch.key();
+        drop(ev);
+        // Were the slot free, one of these would take it (slots are reused
+        // first-fit); its waiter count would then be the one `watch` gives
+        // back when it drops.
+        let others: Vec<Event> = (0..2000).map(|_| Event::new().unwrap()).collect();
+        assert!(
+            others.iter().all(|o| o.watch().unwrap().key() != key),
+            "a slot under watch was handed to a new object"
+        );
+        drop(watch);
     }
 }

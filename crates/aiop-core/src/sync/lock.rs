@@ -118,12 +118,22 @@ impl RawLock {
     #[inline]
     pub(crate) fn release(&self) -> Result<(), NotOwnerError> {
         let word = self.linked.word();
-        let w = word.load(Ordering::Relaxed);
-        if w & TID_MASK != me() {
-            return Err(NotOwnerError);
+        let me = me();
+        let mut w = word.load(Ordering::Relaxed);
+        loop {
+            if w & TID_MASK != me {
+                return Err(NotOwnerError);
+            }
+            // A compare-and-swap, not a swap: two threads of this process
+            // releasing at once must not free a lock that another process
+            // took in between. Release: our writes under the lock
+            // happen-before the next holder's.
+            match word.compare_exchange_weak(w, 0, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(cur) => w = cur,
+            }
         }
-        // Release: our writes under the lock happen-before the next holder's.
-        if word.swap(0, Ordering::Release) & WAITERS != 0 {
+        if w & WAITERS != 0 {
             wake(word, 1);
         }
         Ok(())

@@ -193,6 +193,16 @@ fn start() -> io::Result<u32> {
     Ok(tid)
 }
 
+/// The size of a memory page of this system.
+pub(crate) fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf(3) has no preconditions.
+        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+    })
+}
+
 extern "C" fn forget_in_fork_child() {
     OWNER.store(0, Ordering::Relaxed);
 }
@@ -226,6 +236,26 @@ impl Linked {
     /// Puts word 0 of `slot` on this process's robust list (if no other
     /// handle did already) and starts the sentinel if needed.
     pub(crate) fn new(slot: Slot) -> io::Result<Linked> {
+        // The node must lie in the private part of the reservation, which
+        // starts at the end of the file's last *page*: in a segment whose
+        // length is not a multiple of the page size (a foreign named file,
+        // or 4 KiB-rounded objects on a 16/64 KiB-page system), the bytes
+        // after the file's end up to that page's end are the file's shared
+        // page, and a node there would be shared with every other process.
+        let len = slot.segment().len();
+        let node_at = slot.word_offset(0) + SHADOW_LEN;
+        if node_at < len.next_multiple_of(page_size())
+            || node_at + std::mem::size_of::<Node>() > len + SHADOW_LEN
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a lock in a segment of {len} bytes (not a multiple of the \
+                     {} byte page) cannot be robust",
+                    page_size()
+                ),
+            ));
+        }
         owner()?;
         let word: *const AtomicU32 = slot.word(0);
         // See the module's Safety section: the node is in this mapping's
@@ -323,7 +353,45 @@ impl Drop for Linked {
             // SAFETY: `next` is a linked node.
             unsafe { &*next }.prev.store(prev, Ordering::Relaxed);
         }
-        n.next.store(ptr::null_mut(), Ordering::Relaxed);
+        // `next` is left as it was: a kernel walk at this process's death
+        // (another thread being killed while this one unlinks) may be
+        // standing on this node and must be able to go on.
         n.prev.store(ptr::null_mut(), Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shm::Segment;
+    use crate::sys::mem::{self, Mapping};
+
+    /// A segment whose length is not a multiple of the page size (a named
+    /// file made by another program, say) has a partial last page that is
+    /// the *file's*: a node computed as `word + SHADOW_LEN` can land there,
+    /// in memory shared with every process that maps the file. Such a lock
+    /// must be refused, never linked through shared memory.
+    #[test]
+    fn node_never_lands_in_the_shared_part_of_a_partial_page() {
+        let len = crate::arena::ARENA_SIZE + 8;
+        let fd = mem::memfd(len).unwrap();
+        let dup = fd.try_clone().unwrap();
+        let seg = Segment::from_fd(fd).unwrap();
+        crate::arena::format(&seg);
+        let slot = Slot::first_of_new(&seg).unwrap();
+        let node_offset = slot.word_offset(0) + SHADOW_LEN;
+        // A second mapping of the same file: what another process sees.
+        let other = Mapping::map(&dup, len).unwrap();
+        match Linked::new(slot) {
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::InvalidData),
+            Ok(linked) => {
+                // SAFETY: `node_offset` + the node lies inside `other`'s
+                // reservation (file pages, then the shadow).
+                let seen = unsafe { &*other.as_ptr().wrapping_add(node_offset).cast::<Node>() };
+                let users = seen.users.load(Ordering::Relaxed);
+                drop(linked);
+                assert_eq!(users, 0, "the robust-list node is in shared memory");
+            }
+        }
     }
 }
