@@ -4,21 +4,7 @@ use aiop_async::queue::Queue;
 use aiop_core::process::{Builder, StartMethod};
 use futures_lite::future::block_on;
 
-use crate::report::{Results, iters, pin_child};
-
-fn pong_child(
-    (ping, pong, rounds): (
-        aiop_core::queue::Queue<u64>,
-        aiop_core::queue::Queue<u64>,
-        u64,
-    ),
-) {
-    pin_child();
-    for _ in 0..rounds {
-        let v = ping.get().expect("get");
-        pong.put(v + 1).expect("put");
-    }
-}
+use crate::report::{Results, iters};
 
 /// `async/queue_pingpong`: a `u64` there and back through two queues
 /// between this process, awaiting `put` and `get` on
@@ -32,11 +18,12 @@ pub(crate) fn queue_pingpong(results: &mut Results) {
     let mut child = Builder::new()
         .start_method(StartMethod::FORK_SERVER)
         .spawn(
-            pong_child,
+            crate::queue::pong_child,
             (
                 ping.as_blocking().clone(),
                 pong.as_blocking().clone(),
                 (warm + n) as u64,
+                true,
             ),
         )
         .expect("spawn");

@@ -15,67 +15,47 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::report::{Results, env_usize, iters, pin_child};
 
-/// Bytes that serialize as one byte string, as `serde_bytes` would.
-#[derive(Clone)]
-struct Blob(Vec<u8>);
+/// Bytes that serialize as one byte string, as `serde_bytes` would (a
+/// `Vec<u8>` or a `[u8; N]` would otherwise be a sequence of `u8`s).
+#[derive(Clone, Copy)]
+struct Bytes<B>(B);
 
-impl fmt::Debug for Blob {
+/// A large item: its bytes on the heap.
+type Blob = Bytes<Vec<u8>>;
+/// A 64-byte item, inline (no allocation on either side).
+type Bytes64 = Bytes<[u8; 64]>;
+
+impl<B: AsRef<[u8]>> fmt::Debug for Bytes<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Blob({} bytes)", self.0.len())
+        write!(f, "Bytes({} bytes)", self.0.as_ref().len())
     }
 }
 
-impl Serialize for Blob {
+impl<B: AsRef<[u8]>> Serialize for Bytes<B> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
+        s.serialize_bytes(self.0.as_ref())
     }
 }
 
-impl<'de> Deserialize<'de> for Blob {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Blob, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Blob;
+impl<'de, B: for<'a> TryFrom<&'a [u8]>> Deserialize<'de> for Bytes<B> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bytes<B>, D::Error> {
+        struct V<B>(std::marker::PhantomData<B>);
+        impl<B: for<'a> TryFrom<&'a [u8]>> Visitor<'_> for V<B> {
+            type Value = Bytes<B>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("bytes")
             }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Blob, E> {
-                Ok(Blob(v.to_vec()))
-            }
-        }
-        d.deserialize_bytes(V)
-    }
-}
-
-/// 64 bytes inline (no allocation on either side), encoded as bytes.
-#[derive(Clone, Copy, Debug)]
-struct Bytes64([u8; 64]);
-
-impl Serialize for Bytes64 {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Bytes64 {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bytes64, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Bytes64;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("64 bytes")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes64, E> {
-                v.try_into()
-                    .map(Bytes64)
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Bytes<B>, E> {
+                B::try_from(v)
+                    .map(Bytes)
                     .map_err(|_| E::invalid_length(v.len(), &self))
             }
         }
-        d.deserialize_bytes(V)
+        d.deserialize_bytes(V(std::marker::PhantomData))
     }
 }
 
-fn pong_child((ping, pong, rounds, spin): (Queue<u64>, Queue<u64>, u64, bool)) {
+pub(crate) fn pong_child((ping, pong, rounds, spin): (Queue<u64>, Queue<u64>, u64, bool)) {
     pin_child();
     aiop_core::sync::set_spinning(spin);
     for _ in 0..rounds {
@@ -119,7 +99,7 @@ pub(crate) fn queue_pingpong_nospin(results: &mut Results) {
 
 fn produce_small((q, go, n): (Queue<Bytes64>, Event, u64)) {
     pin_child();
-    let item = Bytes64([0x5a; 64]);
+    let item = Bytes([0x5a; 64]);
     go.wait();
     for _ in 0..n {
         q.put(item).expect("put");
@@ -128,7 +108,7 @@ fn produce_small((q, go, n): (Queue<Bytes64>, Event, u64)) {
 
 fn produce_large((q, go, n, size): (Queue<Blob>, Event, u64, usize)) {
     pin_child();
-    let item = Blob(vec![0x5a; size]);
+    let item = Bytes(vec![0x5a; size]);
     go.wait();
     for _ in 0..n {
         q.put(item.clone()).expect("put");
