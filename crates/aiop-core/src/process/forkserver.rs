@@ -77,6 +77,15 @@ pub(super) fn request(ctl_child: OwnedFd) -> Result<Pending, ProcessError> {
             *guard = Some(start()?);
         }
         let server = guard.as_ref().expect("server started");
+        if attempt == 0 && has_ended(&server.pidfd) {
+            // Killed from outside. Its request socket may still be open in
+            // a child it forked a moment ago (which closes it once it runs),
+            // so a request sent there would be accepted and never read:
+            // look at the pidfd first, and start another server.
+            let old = guard.take().expect("server present");
+            let _ = wait_pidfd(&old.pidfd);
+            continue;
+        }
         match fdpass::send_frame(
             &server.req,
             &[],
@@ -95,6 +104,17 @@ pub(super) fn request(ctl_child: OwnedFd) -> Result<Pending, ProcessError> {
     Ok(Pending {
         status: status_mine,
     })
+}
+
+/// Whether the process behind `pidfd` has ended (its pidfd is readable).
+fn has_ended(pidfd: &OwnedFd) -> bool {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    let zero = rustix::time::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
 }
 
 /// A fork request on its way: the requester can talk to the child (send its
