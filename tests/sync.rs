@@ -957,41 +957,34 @@ fn add_to_every_element(a: Array<u64>) {
     }
 }
 
-#[test]
-fn four_processes_incrementing_a_value_under_its_lock_give_the_exact_total() {
-    let v = Value::new(0u64).unwrap();
+/// Runs `f(arg)` in four children at once, two per start method, and joins them.
+fn run_four<A: Clone + serde::Serialize + serde::de::DeserializeOwned>(f: fn(A), arg: &A) {
     let mut ps: Vec<Process<()>> = [METHODS, METHODS]
         .concat()
         .into_iter()
         .map(|m| {
             Process::builder()
                 .start_method(m)
-                .spawn(add_to_value, v.clone())
+                .spawn(f, arg.clone())
                 .unwrap()
         })
         .collect();
     for p in &mut ps {
         p.join().unwrap();
     }
+}
+
+#[test]
+fn four_processes_incrementing_a_value_under_its_lock_give_the_exact_total() {
+    let v = Value::new(0u64).unwrap();
+    run_four(add_to_value, &v);
     assert_eq!(v.get(), 4 * INCREMENTS);
 }
 
 #[test]
 fn four_processes_incrementing_an_array_under_its_lock_give_the_exact_totals() {
     let a = Array::<u64>::new(5).unwrap();
-    let mut ps: Vec<Process<()>> = [METHODS, METHODS]
-        .concat()
-        .into_iter()
-        .map(|m| {
-            Process::builder()
-                .start_method(m)
-                .spawn(add_to_every_element, a.clone())
-                .unwrap()
-        })
-        .collect();
-    for p in &mut ps {
-        p.join().unwrap();
-    }
+    run_four(add_to_every_element, &a);
     assert_eq!(a.to_vec(), [4 * INCREMENTS; 5]);
     assert_eq!(a.len(), 5);
 }

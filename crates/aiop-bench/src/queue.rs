@@ -10,7 +10,7 @@ use aiop_core::process::{Builder, StartMethod};
 use aiop_core::queue::Queue;
 use aiop_core::shm::Segment;
 use aiop_core::sync::Event;
-use serde::de::{self, Visitor};
+use serde::de::{self, DeserializeOwned, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::report::{Results, env_usize, iters, pin_child};
@@ -106,7 +106,7 @@ fn produce_small((q, go, n): (Queue<Bytes64>, Event, u64)) {
     }
 }
 
-fn produce_large((q, go, n, size): (Queue<Blob>, Event, u64, usize)) {
+fn produce_large((q, go, (n, size)): (Queue<Blob>, Event, (u64, usize))) {
     pin_child();
     let item = Bytes(vec![0x5a; size]);
     go.wait();
@@ -115,15 +115,18 @@ fn produce_large((q, go, n, size): (Queue<Blob>, Event, u64, usize)) {
     }
 }
 
-/// `queue/throughput_64B`: one producer process, this process consuming
-/// 64-byte items; millions of messages per second.
-pub(crate) fn throughput_64b(results: &mut Results) {
-    let n = env_usize("AIOP_BENCH_MSGS", 5_000_000) as u64;
+/// Starts `produce` in a fork-server child with `(queue, go, args)`, lets it
+/// go, takes `n` items on this side; returns the seconds that took.
+fn drain<T, A>(produce: fn((Queue<T>, Event, A)), args: A, n: u64) -> f64
+where
+    T: Serialize + DeserializeOwned,
+    A: Serialize + DeserializeOwned,
+{
     let q = Queue::new(0).expect("queue");
     let go = Event::new().expect("event");
     let mut child = Builder::new()
         .start_method(StartMethod::FORK_SERVER)
-        .spawn(produce_small, (q.clone(), go.clone(), n))
+        .spawn(produce, (q.clone(), go.clone(), args))
         .expect("spawn");
     go.set();
     let t = Instant::now();
@@ -132,6 +135,14 @@ pub(crate) fn throughput_64b(results: &mut Results) {
     }
     let secs = t.elapsed().as_secs_f64();
     child.join().expect("join");
+    secs
+}
+
+/// `queue/throughput_64B`: one producer process, this process consuming
+/// 64-byte items; millions of messages per second.
+pub(crate) fn throughput_64b(results: &mut Results) {
+    let n = env_usize("AIOP_BENCH_MSGS", 5_000_000) as u64;
+    let secs = drain(produce_small, n, n);
     results.value(
         "queue/throughput_64B",
         "Mmsg/s",
@@ -144,19 +155,7 @@ pub(crate) fn throughput_64b(results: &mut Results) {
 pub(crate) fn throughput_64kib(results: &mut Results) {
     const SIZE: usize = 64 << 10;
     let n = env_usize("AIOP_BENCH_MSGS", 5_000_000) as u64 / 100;
-    let q = Queue::new(0).expect("queue");
-    let go = Event::new().expect("event");
-    let mut child = Builder::new()
-        .start_method(StartMethod::FORK_SERVER)
-        .spawn(produce_large, (q.clone(), go.clone(), n, SIZE))
-        .expect("spawn");
-    go.set();
-    let t = Instant::now();
-    for _ in 0..n {
-        std::hint::black_box(q.get().expect("get"));
-    }
-    let secs = t.elapsed().as_secs_f64();
-    child.join().expect("join");
+    let secs = drain(produce_large, (n, SIZE), n);
     let gbs = (n as usize * SIZE) as f64 / secs / 1e9;
     results.value("queue/throughput_64KiB", "GB/s", gbs, None);
 }
