@@ -40,6 +40,7 @@ pub mod arena;
 pub mod connection;
 pub mod named;
 mod object;
+pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod shared;

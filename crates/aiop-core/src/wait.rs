@@ -198,6 +198,62 @@ impl Drop for Watch {
     }
 }
 
+/// Blocks the calling thread until one of `watches` changes, or until
+/// `deadline`: the blocking counterpart of the async watcher, one
+/// `futex_waitv` over every word.
+///
+/// After announcing every watch it calls `recheck` (step 3 of the
+/// protocol in the [module docs](self)): a change made before the
+/// announcement is seen there, and `true` returns without sleeping. It also
+/// returns at once when a word changed already. Callers re-check their
+/// conditions after it returns (a return is a hint, not a promise). At most
+/// [`WAITV_MAX`](crate::futex::WAITV_MAX) words are slept on; a longer list
+/// sleeps on its first ones only.
+///
+/// # Errors
+///
+/// The kernel's, when `futex_waitv` is refused (`ENOSYS` before Linux 5.16).
+pub fn wait_any(
+    watches: &mut [Watch],
+    deadline: Option<std::time::Instant>,
+    recheck: impl FnOnce() -> bool,
+) -> std::io::Result<()> {
+    let n = watches.len().min(crate::futex::WAITV_MAX);
+    let watches = &mut watches[..n];
+    for w in watches.iter_mut() {
+        if !w.announce() {
+            return Ok(());
+        }
+    }
+    if recheck() {
+        return Ok(());
+    }
+    if watches.is_empty() {
+        if let Some(d) = deadline {
+            std::thread::sleep(d.saturating_duration_since(std::time::Instant::now()));
+        }
+        return Ok(());
+    }
+    let words: Vec<(&AtomicU32, u32)> = watches.iter().map(|w| (w.word(), w.expected())).collect();
+    let woke = crate::futex::waitv(
+        &words,
+        deadline.map_or(crate::futex::Timeout::Never, crate::futex::Timeout::At),
+    );
+    drop(words);
+    // A wake-one word whose wake we took may owe it to another waiter.
+    if let Ok(crate::futex::WakeV::Woken(i)) = woke {
+        if let Some(w) = watches.get(i) {
+            if w.wakes_one() {
+                let _ = crate::futex::wake(w.word(), 1);
+            }
+        }
+    }
+    for w in watches.iter_mut() {
+        w.retract();
+    }
+    woke.map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::sync::Event;

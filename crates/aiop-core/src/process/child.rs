@@ -35,6 +35,15 @@ static INITIALIZED: AtomicBool = AtomicBool::new(false);
 /// grandchildren, which must not hold their grandparent's line open).
 static OWN_CTL: AtomicI32 = AtomicI32::new(-1);
 
+/// The proof, in a child started by aiop, that its parent's function offsets
+/// are valid here (set once the start message is checked).
+static IMAGE: std::sync::OnceLock<SameImage> = std::sync::OnceLock::new();
+
+/// The image proof of this process, if it is a child started by aiop.
+pub(crate) fn same_image() -> Option<&'static SameImage> {
+    IMAGE.get()
+}
+
 #[doc(hidden)]
 pub fn __enable_test_mode(module_path: &'static str) {
     let _ = TEST_MODULE.set(module_path);
@@ -185,6 +194,7 @@ pub(crate) fn run(ctl: OwnedFd, entry: Entry) -> ! {
         },
         Entry::Forked => SameImage::forked(),
     };
+    let _ = IMAGE.set(image.clone());
     set_identity(
         ProcessInfo::new(start.name.clone(), 0, start.daemon, start.ident.clone()),
         ProcessInfo::new(

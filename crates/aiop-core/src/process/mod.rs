@@ -56,6 +56,7 @@
 //! | `active_children()`, `cpu_count()` | [`active_children`], [`cpu_count`] |
 mod builder;
 mod child;
+pub(crate) use child::same_image;
 mod error;
 mod forkserver;
 mod info;

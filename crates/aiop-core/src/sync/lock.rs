@@ -150,6 +150,12 @@ impl RawLock {
         self.linked.word().load(Ordering::Relaxed) & TID_MASK != 0
     }
 
+    /// Whether anyone ever held the lock (a fresh lock's word is zero;
+    /// one whose holder died keeps `OWNER_DIED`).
+    pub(crate) fn was_held(&self) -> bool {
+        self.linked.word().load(Ordering::Acquire) != 0
+    }
+
     /// Whether this process holds the lock.
     pub(crate) fn held_here(&self) -> bool {
         self.linked.word().load(Ordering::Relaxed) & TID_MASK == me()

@@ -76,20 +76,45 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
+    let t: Trampoline = trampoline::<A, R>;
+    Ok((entry_offset(t as usize)?, entry_offset(f as usize)?))
+}
+
+/// The offset of the code at `addr` from the anchor, refused when that code
+/// lives in another loaded object (a shared library at its own address).
+pub(crate) fn entry_offset(addr: usize) -> Result<i64, String> {
     static ANCHOR_OBJECT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    // Addresses already found in the anchor's object: `dladdr` walks the
+    // loader's tables, too slow for every pool task.
+    static CHECKED: std::sync::RwLock<Vec<usize>> = std::sync::RwLock::new(Vec::new());
+    let known = CHECKED
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&addr);
     let anchor_object = *ANCHOR_OBJECT.get_or_init(|| object_base(anchor_addr() as usize));
-    if object_base(f as usize) != anchor_object {
+    if known {
+        return Ok((addr as isize - anchor_addr()) as i64);
+    }
+    if object_base(addr) == anchor_object {
+        let mut checked = CHECKED.write().unwrap_or_else(|e| e.into_inner());
+        if checked.len() < 1024 {
+            checked.push(addr);
+        }
+    } else {
         return Err(
             "the function lives in a shared library, not in the executable with aiop: a child can only be started on a function linked into the program itself"
                 .into(),
         );
     }
-    let t: Trampoline = trampoline::<A, R>;
-    let base = anchor_addr();
-    Ok((
-        (t as usize as isize - base) as i64,
-        (f as usize as isize - base) as i64,
-    ))
+    Ok((addr as isize - anchor_addr()) as i64)
+}
+
+/// The address in this process of the code at `offset` from the anchor,
+/// for an offset made by [`entry_offset`] in a process whose image `_image`
+/// vouches for. Turning it into a function pointer is the caller's unsafe
+/// step.
+pub(crate) fn entry_addr(_image: &SameImage, offset: i64) -> usize {
+    (anchor_addr() + offset as isize) as usize
 }
 
 /// The message of a panic payload (`&str` or `String`), as `std` prints it.
@@ -140,7 +165,7 @@ where
 
 /// Proof that offsets received from a parent are valid in this process: the
 /// parent runs the same executable file, or this process is a fork of it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct SameImage(());
 
 impl SameImage {

@@ -1,0 +1,863 @@
+//! The parent's side of a pool: workers, the tasks waiting for one, and the
+//! reading of results.
+//!
+//! * Each worker has its own task ring and takes at most `concurrency`
+//!   tasks at a time; tasks wait in the parent's FIFO *backlog* until a
+//!   worker has room, so work goes to idle workers only (fairness) and a
+//!   task not yet handed over can be withdrawn (a dropped `map`).
+//! * All workers answer on one result ring. Whoever waits for a result (an
+//!   `apply`, a `map` stream, `join`) and finds nobody reading becomes the
+//!   *reader*: it drains the ring, hands each result to its owner and wakes
+//!   it, feeds freed workers from the backlog, and sleeps on the ring. The
+//!   others sleep until the reader wakes them. No thread is started.
+//! * Each worker holds a robust lock, its *life lock*, from its start to its
+//!   end. When it dies, however it dies, the kernel marks that word
+//!   `OWNER_DIED` and wakes the reader, which sleeps on the result ring and
+//!   every life word at once (`futex_waitv`). The worker's unanswered tasks
+//!   fail with `WorkerDied` and a new worker takes its place.
+//! * A worker between its start and taking its life lock cannot be watched
+//!   that way: while one is starting, the reader also looks at its process
+//!   every few milliseconds.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Wake, Waker};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::call::Entry;
+use super::error::PoolError;
+use crate::process::{Builder, Process, ProcessError};
+use crate::queue::Queue;
+use crate::sync::Lock;
+use crate::wait::Watch;
+
+/// Bytes of each worker's task ring.
+const TASK_RING: usize = 4 << 20;
+/// Bytes of the result ring (larger results stream through it).
+const RESULT_RING: usize = 16 << 20;
+/// The largest encoded task: half the task ring, less room for framing.
+pub(crate) const MAX_TASK_BYTES: usize = TASK_RING / 2 - 4096;
+/// A chunk is cut once its arguments take this many bytes.
+pub(crate) const CHUNK_BYTES: usize = 256 << 10;
+/// How often a reader looks at workers that have not taken their life lock.
+const STARTING_POLL: Duration = Duration::from_millis(5);
+/// Workers that die before they start, in a row, before the pool gives up.
+const START_FAILURES: u32 = 3;
+
+/// A byte string that serializes as one (postcard: length + bytes).
+#[derive(Clone, Debug, Default)]
+#[doc(hidden)]
+pub struct Bytes(pub Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(v.to_vec()))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes(v))
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+/// A task as a worker receives it.
+#[derive(Debug, Serialize, Deserialize)]
+#[doc(hidden)]
+pub struct TaskMsg {
+    pub id: u64,
+    pub entry: Entry,
+    pub args: Bytes,
+}
+
+/// A task's reply: one outcome per item of its chunk.
+#[derive(Debug, Serialize, Deserialize)]
+#[doc(hidden)]
+pub struct ResultMsg {
+    pub id: u64,
+    pub body: Bytes,
+}
+
+/// What a worker process is started with.
+#[derive(Debug, Serialize, Deserialize)]
+#[doc(hidden)]
+pub struct WorkerArgs {
+    /// This worker's tasks (closed when the pool is joined).
+    pub tasks: Queue<TaskMsg>,
+    /// Where every worker puts its replies.
+    pub results: Queue<ResultMsg>,
+    /// Held from the worker's start to its end.
+    pub life: Lock,
+    /// Tasks to take before exiting (0: no limit).
+    pub max_tasks: u64,
+    /// Tasks to run at once (async workers).
+    pub concurrency: u32,
+}
+
+/// A task's outcome as the engine hands it over: its reply body, or why
+/// there is none.
+pub type Outcome = Result<Vec<u8>, PoolError>;
+
+/// How the engine is set up.
+pub(crate) struct Config {
+    pub(crate) processes: usize,
+    pub(crate) max_tasks: u64,
+    pub(crate) concurrency: usize,
+    pub(crate) builder: Builder,
+    pub(crate) worker: fn(WorkerArgs),
+}
+
+struct Slot {
+    proc: Option<Process<()>>,
+    pid: u32,
+    tasks: Queue<TaskMsg>,
+    life: Lock,
+    /// Tasks handed to this worker and not answered, in order.
+    assigned: Vec<u64>,
+    /// Tasks handed to this incarnation.
+    given: u64,
+    /// Seen holding its life lock.
+    running: bool,
+    /// Its task ring was full at the last dispatch.
+    full: bool,
+    /// Ended for good: not to be replaced.
+    gone: bool,
+}
+
+struct Task {
+    owner: u64,
+    /// The message, while the task waits in the backlog.
+    msg: Option<TaskMsg>,
+    slot: Option<usize>,
+}
+
+#[derive(Default)]
+struct Owner {
+    ready: VecDeque<(u64, Outcome)>,
+    waker: Option<Waker>,
+    /// Tasks submitted whose outcome has not reached `ready` yet.
+    pending: usize,
+    /// Waits for every task of the pool (`join`).
+    join: bool,
+}
+
+struct State {
+    slots: Vec<Slot>,
+    tasks: HashMap<u64, Task>,
+    backlog: VecDeque<u64>,
+    owners: HashMap<u64, Owner>,
+    /// Owners that sleep, in the order they went to sleep (may hold ids
+    /// that woke or left since).
+    waiting: VecDeque<u64>,
+    next_id: u64,
+    reader: bool,
+    closed: bool,
+    failure: Option<PoolError>,
+    start_failures: u32,
+}
+
+/// The shared state of a pool. Every handle (the pool, its results, its
+/// streams) keeps it alive; the last one to go kills the workers.
+#[doc(hidden)]
+pub struct Engine {
+    st: Mutex<State>,
+    results: Queue<ResultMsg>,
+    cfg: Config,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("processes", &self.cfg.processes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a waiting owner should do next.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Turn {
+    /// These outcomes are its (possibly none: nothing is pending).
+    Ready(Vec<(u64, Outcome)>),
+    /// Nobody reads the result ring: the owner is the reader now, and must
+    /// call [`Engine::release_reader`] when it stops (a [`ReaderGuard`]).
+    Read,
+    /// Another reader will wake the waker given.
+    Wait,
+}
+
+impl Engine {
+    pub(crate) fn start(cfg: Config) -> Result<Arc<Engine>, PoolError> {
+        let results = Queue::with_capacity(0, RESULT_RING)?;
+        let engine = Arc::new(Engine {
+            st: Mutex::new(State {
+                slots: Vec::new(),
+                tasks: HashMap::new(),
+                backlog: VecDeque::new(),
+                owners: HashMap::new(),
+                waiting: VecDeque::new(),
+                next_id: 1,
+                reader: false,
+                closed: false,
+                failure: None,
+                start_failures: 0,
+            }),
+            results,
+            cfg,
+        });
+        {
+            let mut st = engine.lock();
+            for _ in 0..engine.cfg.processes {
+                let slot = engine.new_slot()?;
+                st.slots.push(slot);
+            }
+        }
+        Ok(engine)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_slot(&self) -> Result<Slot, PoolError> {
+        let tasks = Queue::with_capacity(0, TASK_RING)?;
+        let life = Lock::new()?;
+        let args = WorkerArgs {
+            tasks: tasks.clone(),
+            results: self.results.clone(),
+            life: life.clone(),
+            max_tasks: self.cfg.max_tasks,
+            concurrency: self.cfg.concurrency as u32,
+        };
+        let proc = self
+            .cfg
+            .builder
+            .spawn(self.cfg.worker, args)
+            .map_err(|e| match e {
+                ProcessError::Io(e) => PoolError::from(e),
+                e => PoolError::Failed(format!("a worker could not start: {e}")),
+            })?;
+        Ok(Slot {
+            pid: proc.pid(),
+            proc: Some(proc),
+            tasks,
+            life,
+            assigned: Vec::new(),
+            given: 0,
+            running: false,
+            full: false,
+            gone: false,
+        })
+    }
+
+    /// The number of worker processes.
+    pub fn processes(&self) -> usize {
+        self.cfg.processes
+    }
+
+    /// Tasks each worker runs at once.
+    pub fn concurrency(&self) -> usize {
+        self.cfg.concurrency
+    }
+
+    /// The process ids of the current workers.
+    pub fn pids(&self) -> Vec<u32> {
+        self.lock()
+            .slots
+            .iter()
+            .filter(|s| !s.gone)
+            .map(|s| s.pid)
+            .collect()
+    }
+
+    /// A new owner of tasks (an `apply`, a stream, a `join`).
+    pub fn new_owner(&self) -> u64 {
+        let mut st = self.lock();
+        let id = st.next_id;
+        st.next_id += 1;
+        st.owners.insert(id, Owner::default());
+        id
+    }
+
+    /// Forgets an owner: its tasks still in the backlog are withdrawn (they
+    /// never start); the results of its running tasks will be dropped.
+    pub fn drop_owner(&self, owner: u64) {
+        let mut st = self.lock();
+        if st.owners.remove(&owner).is_none() {
+            return;
+        }
+        let st = &mut *st;
+        let tasks = &mut st.tasks;
+        st.backlog.retain(|id| match tasks.get(id) {
+            Some(t) if t.owner == owner => {
+                tasks.remove(id);
+                false
+            }
+            _ => true,
+        });
+        for t in tasks.values_mut() {
+            if t.owner == owner {
+                t.owner = 0;
+            }
+        }
+        self.wake_joiners(st);
+        self.baton(st);
+    }
+
+    /// Submits a task of `owner`: `args` is a chunk (see `call`).
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Closed`] after `close`, the pool's failure after
+    /// `terminate` or a failed initializer, [`PoolError::Encode`] for a
+    /// chunk too large for a task ring.
+    pub fn submit(&self, owner: u64, entry: Entry, args: Vec<u8>) -> Result<u64, PoolError> {
+        if args.len() > MAX_TASK_BYTES {
+            return Err(PoolError::Encode(format!(
+                "the task's arguments take {} bytes, more than a pool task carries ({MAX_TASK_BYTES}); put large data in shared memory (SharedMemory, Array) and pass that through the initializer",
+                args.len()
+            )));
+        }
+        let mut st = self.lock();
+        if let Some(f) = &st.failure {
+            return Err(f.clone());
+        }
+        if st.closed {
+            return Err(PoolError::Closed);
+        }
+        let Some(o) = st.owners.get_mut(&owner) else {
+            return Err(PoolError::Closed);
+        };
+        o.pending += 1;
+        let id = st.next_id;
+        st.next_id += 1;
+        st.tasks.insert(
+            id,
+            Task {
+                owner,
+                msg: Some(TaskMsg {
+                    id,
+                    entry,
+                    args: Bytes(args),
+                }),
+                slot: None,
+            },
+        );
+        st.backlog.push_back(id);
+        self.dispatch(&mut st);
+        Ok(id)
+    }
+
+    /// Withdraws a task that is still in the backlog; `false` when it has
+    /// been handed to a worker already (or is done).
+    pub fn withdraw(&self, owner: u64, id: u64) -> bool {
+        let mut st = self.lock();
+        let waiting = matches!(st.tasks.get(&id), Some(t) if t.owner == owner && t.msg.is_some());
+        if waiting {
+            st.tasks.remove(&id);
+            st.backlog.retain(|&b| b != id);
+            if let Some(o) = st.owners.get_mut(&owner) {
+                o.pending -= 1;
+            }
+            self.wake_joiners(&mut st);
+        }
+        waiting
+    }
+
+    /// Hands backlog tasks to workers with room, idlest first.
+    fn dispatch(&self, st: &mut State) {
+        for s in st.slots.iter_mut() {
+            s.full = false;
+        }
+        while let Some(&id) = st.backlog.front() {
+            let max = self.cfg.max_tasks;
+            let pick = st
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    !s.gone
+                        && !s.full
+                        && s.proc.is_some()
+                        && s.assigned.len() < self.cfg.concurrency
+                        && (max == 0 || s.given < max)
+                })
+                .min_by_key(|(i, s)| (s.assigned.len(), !s.running, *i))
+                .map(|(i, _)| i);
+            let Some(i) = pick else { break };
+            let Some(task) = st.tasks.get_mut(&id) else {
+                st.backlog.pop_front();
+                continue;
+            };
+            let Some(msg) = task.msg.take() else {
+                st.backlog.pop_front();
+                continue;
+            };
+            let slot = &mut st.slots[i];
+            match slot.tasks.try_put(msg) {
+                Ok(()) => {
+                    task.slot = Some(i);
+                    slot.assigned.push(id);
+                    slot.given += 1;
+                    st.backlog.pop_front();
+                }
+                Err(e) => {
+                    let closed = e.is_closed();
+                    task.msg = Some(e.into_inner());
+                    if closed {
+                        slot.gone = true;
+                    }
+                    slot.full = true;
+                }
+            }
+        }
+    }
+
+    /// Gives a task's outcome to its owner.
+    fn finish(&self, st: &mut State, id: u64, outcome: Outcome) {
+        let Some(task) = st.tasks.remove(&id) else {
+            return;
+        };
+        if let Some(i) = task.slot {
+            st.slots[i].assigned.retain(|&a| a != id);
+        }
+        if let Some(o) = st.owners.get_mut(&task.owner) {
+            o.pending -= 1;
+            o.ready.push_back((id, outcome));
+            if let Some(w) = o.waker.take() {
+                w.wake();
+            }
+        }
+        self.wake_joiners(st);
+    }
+
+    fn wake_joiners(&self, st: &mut State) {
+        if st.tasks.is_empty() {
+            for o in st.owners.values_mut().filter(|o| o.join) {
+                if let Some(w) = o.waker.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// With no reader, wakes one sleeping owner to take the role.
+    fn baton(&self, st: &mut State) {
+        if st.reader {
+            return;
+        }
+        while let Some(id) = st.waiting.pop_front() {
+            if let Some(w) = st.owners.get_mut(&id).and_then(|o| o.waker.take()) {
+                w.wake();
+                return;
+            }
+        }
+    }
+
+    /// Takes every reply the ring holds now.
+    fn drain(&self, st: &mut State) {
+        loop {
+            match self.results.try_get_now() {
+                Ok(msg) => self.finish(st, msg.id, Ok(msg.body.0)),
+                Err(e) if e.busy => continue,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Does everything that can be done now: takes replies, notices workers
+    /// that started or ended, replaces those that ended, feeds workers.
+    fn pump(&self, st: &mut State) {
+        self.drain(st);
+        for i in 0..st.slots.len() {
+            let s = &mut st.slots[i];
+            if s.gone || s.proc.is_none() {
+                continue;
+            }
+            if !s.running {
+                if s.life.is_locked() {
+                    s.running = true;
+                    st.start_failures = 0;
+                    continue;
+                }
+                let ended = match s.proc.as_mut().map(Process::try_join) {
+                    Some(Ok(None)) => continue,
+                    Some(Ok(Some(()))) => Ok(()),
+                    Some(Err(e)) => Err(e),
+                    None => continue,
+                };
+                // A worker that took its life lock and has ended since
+                // (quickly, as with one task per child) did start.
+                let early = !s.life.raw().was_held();
+                self.ended(st, i, ended, early);
+            } else if !s.life.is_locked() {
+                let ended = s.proc.as_mut().map_or(Ok(()), Process::join);
+                self.drain(st);
+                self.ended(st, i, ended, false);
+            }
+        }
+        self.dispatch(st);
+    }
+
+    /// Slot `i`'s process has ended with `how`; `early`: before it took its
+    /// life lock.
+    fn ended(&self, st: &mut State, i: usize, how: Result<(), ProcessError>, early: bool) {
+        let s = &mut st.slots[i];
+        s.proc = None;
+        s.gone = true;
+        let pid = s.pid;
+        let unanswered = std::mem::take(&mut s.assigned);
+        let init_failed = match &how {
+            Err(ProcessError::Panicked(m)) if m.starts_with("the initializer panicked") => {
+                Some(m.clone())
+            }
+            Err(ProcessError::Failed(m)) if m.starts_with("initializer") => Some(m.clone()),
+            _ => None,
+        };
+        let words = match &how {
+            Ok(()) => "it exited after its last task".to_string(),
+            Err(ProcessError::Signaled(sig)) => format!("killed by signal {sig}"),
+            Err(ProcessError::Exited(c)) => format!("exited with code {c}"),
+            Err(ProcessError::Panicked(m)) => format!("panicked: {m}"),
+            Err(e) => e.to_string(),
+        };
+        for id in unanswered {
+            self.finish(
+                st,
+                id,
+                Err(PoolError::WorkerDied {
+                    pid,
+                    how: words.clone(),
+                }),
+            );
+        }
+        if let Some(m) = init_failed {
+            self.fail_all(st, PoolError::InitializerFailed(m));
+            return;
+        }
+        if early {
+            st.start_failures += 1;
+            if st.start_failures >= START_FAILURES {
+                self.fail_all(
+                    st,
+                    PoolError::Failed(format!(
+                        "{START_FAILURES} workers in a row ended before they started (the last: {words})"
+                    )),
+                );
+                return;
+            }
+        }
+        if st.failure.is_some() || (st.closed && st.tasks.is_empty()) {
+            return;
+        }
+        match self.new_slot() {
+            Ok(slot) => st.slots[i] = slot,
+            Err(e) => {
+                if st.slots.iter().all(|s| s.gone) {
+                    self.fail_all(st, e);
+                }
+            }
+        }
+    }
+
+    /// The pool cannot go on: every task fails with `err`, every worker is
+    /// killed.
+    fn fail_all(&self, st: &mut State, err: PoolError) {
+        if st.failure.is_none() {
+            st.failure = Some(err.clone());
+        }
+        for s in st.slots.iter_mut() {
+            s.gone = true;
+            s.tasks.close();
+            if let Some(p) = &s.proc {
+                let _ = p.kill();
+            }
+        }
+        let ids: Vec<u64> = st.tasks.keys().copied().collect();
+        st.backlog.clear();
+        for id in ids {
+            self.finish(st, id, Err(err.clone()));
+        }
+        // The processes are reaped by `reap` (join, terminate, drop).
+    }
+
+    /// What `owner` does next; `waker` is woken when that changes.
+    pub fn turn(&self, owner: u64, waker: &Waker) -> Turn {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let all_done = st.tasks.is_empty();
+        let Some(o) = st.owners.get_mut(&owner) else {
+            return Turn::Ready(Vec::new());
+        };
+        if !o.ready.is_empty() || (o.pending == 0 && !o.join) || (o.join && all_done) {
+            let got = o.ready.drain(..).collect();
+            self.baton(st);
+            return Turn::Ready(got);
+        }
+        if !st.reader {
+            st.reader = true;
+            return Turn::Read;
+        }
+        o.waker = Some(waker.clone());
+        st.waiting.push_back(owner);
+        Turn::Wait
+    }
+
+    /// For the reader: does what can be done now, and returns `owner`'s
+    /// outcomes if it has some (or has nothing pending).
+    pub fn pump_for(&self, owner: u64) -> Option<Vec<(u64, Outcome)>> {
+        let mut st = self.lock();
+        self.pump(&mut st);
+        let all_done = st.tasks.is_empty();
+        let o = st.owners.get_mut(&owner)?;
+        if !o.ready.is_empty() || (o.pending == 0 && !o.join) || (o.join && all_done) {
+            return Some(o.ready.drain(..).collect());
+        }
+        None
+    }
+
+    /// Gives up the reader role, waking a sleeping owner to take it.
+    pub fn release_reader(&self) {
+        let mut st = self.lock();
+        st.reader = false;
+        // Whoever still waits needs a reader.
+        self.baton(&mut st);
+    }
+
+    /// For the reader: the words to sleep on (the result ring and each
+    /// running worker's life word), and how long at most (while a worker
+    /// is starting). An empty list with a past deadline: look again now.
+    pub fn watches(&self) -> (Vec<Watch>, Option<Instant>) {
+        let st = self.lock();
+        let mut watches = self.results.watch_get();
+        let mut deadline = None;
+        for s in st.slots.iter().filter(|s| !s.gone && s.proc.is_some()) {
+            if !s.running {
+                deadline = Some(Instant::now() + STARTING_POLL);
+                continue;
+            }
+            match s.life.watch() {
+                Some(w) => watches.push(w),
+                None => return (Vec::new(), Some(Instant::now())),
+            }
+        }
+        (watches, deadline)
+    }
+
+    /// For the reader, before it sleeps: spins briefly on the result ring;
+    /// `true` when a reply may be there.
+    pub fn spin(&self) -> bool {
+        self.results.spin_get()
+    }
+
+    /// For the reader, after announcing its watches and before sleeping:
+    /// whether a reply arrived since it last drained the ring.
+    pub fn has_replies(&self) -> bool {
+        !self.results.is_empty()
+    }
+
+    /// Waits, on this thread, for outcomes of `owner` until `deadline`;
+    /// `None` when the deadline passed.
+    pub(crate) fn wait_blocking(
+        &self,
+        owner: u64,
+        deadline: Option<Instant>,
+    ) -> Option<Vec<(u64, Outcome)>> {
+        let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        loop {
+            match self.turn(owner, &waker) {
+                Turn::Ready(v) => return Some(v),
+                Turn::Read => {
+                    let _reader = ReaderGuard(self);
+                    loop {
+                        if let Some(v) = self.pump_for(owner) {
+                            return Some(v);
+                        }
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return None;
+                        }
+                        if self.spin() {
+                            continue;
+                        }
+                        let (mut watches, until) = self.watches();
+                        let until = match (until, deadline) {
+                            (Some(a), Some(b)) => Some(a.min(b)),
+                            (a, b) => a.or(b),
+                        };
+                        let again = || self.has_replies();
+                        if crate::wait::wait_any(&mut watches, until, again).is_err() {
+                            // No futex_waitv: look again shortly rather
+                            // than never.
+                            std::thread::sleep(STARTING_POLL);
+                        }
+                    }
+                }
+                Turn::Wait => {
+                    match deadline {
+                        None => std::thread::park(),
+                        Some(d) => {
+                            let now = Instant::now();
+                            if now >= d {
+                                self.unwait(owner);
+                                return None;
+                            }
+                            std::thread::park_timeout(d - now);
+                        }
+                    }
+                    self.unwait(owner);
+                }
+            }
+        }
+    }
+
+    /// Takes back an owner's waker (it stopped sleeping).
+    pub fn unwait(&self, owner: u64) {
+        let mut st = self.lock();
+        if let Some(o) = st.owners.get_mut(&owner) {
+            o.waker = None;
+        }
+    }
+
+    /// Makes `owner` wait for every task of the pool.
+    pub fn set_join(&self, owner: u64) {
+        if let Some(o) = self.lock().owners.get_mut(&owner) {
+            o.join = true;
+        }
+    }
+
+    /// No new tasks from now on; workers exit once the backlog is done.
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
+    /// Whether `close` (or a failure) happened.
+    pub fn is_closed(&self) -> bool {
+        let st = self.lock();
+        st.closed || st.failure.is_some()
+    }
+
+    /// After every task is done: closes the task rings, so that each worker
+    /// exits, and takes the processes to reap.
+    pub fn finish_workers(&self) -> Vec<Process<()>> {
+        let mut st = self.lock();
+        st.closed = true;
+        let mut procs = Vec::new();
+        for s in st.slots.iter_mut() {
+            s.gone = true;
+            s.tasks.close();
+            procs.extend(s.proc.take());
+        }
+        procs
+    }
+
+    /// Kills every worker; every unfinished task fails with
+    /// [`PoolError::Terminated`]. Returns the processes to reap.
+    pub fn terminate(&self) -> Vec<Process<()>> {
+        let mut st = self.lock();
+        self.fail_all(&mut st, PoolError::Terminated);
+        st.closed = true;
+        let mut procs = Vec::new();
+        for s in st.slots.iter_mut() {
+            procs.extend(s.proc.take());
+        }
+        procs
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        for mut p in self.terminate() {
+            let _ = p.join();
+        }
+    }
+}
+
+/// Holds the reader role; gives it up when dropped.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ReaderGuard<'a>(pub &'a Engine);
+
+impl Drop for ReaderGuard<'_> {
+    fn drop(&mut self) {
+        self.0.release_reader();
+    }
+}
+
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// The worker of a blocking pool: takes tasks in order, one at a time.
+#[doc(hidden)]
+pub fn sync_worker(args: WorkerArgs) {
+    let Some(image) = crate::process::same_image() else {
+        return;
+    };
+    // Held until this process ends: its end is what the parent watches.
+    match args.life.lock() {
+        Ok(g) => g.leak(),
+        Err(d) => d.into_inner().leak(),
+    }
+    let mut taken = 0u64;
+    while args.max_tasks == 0 || taken < args.max_tasks {
+        let Ok(task) = args.tasks.get() else {
+            break;
+        };
+        taken += 1;
+        let body = super::call::run_sync_task(image, task.entry, &task.args.0);
+        if args
+            .results
+            .put(ResultMsg {
+                id: task.id,
+                body: Bytes(body),
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
+}
+
+impl WorkerArgs {
+    /// Runs a synchronous task; its reply. For async workers.
+    pub fn run_sync(task: &TaskMsg) -> ResultMsg {
+        let body = match crate::process::same_image() {
+            Some(image) => super::call::run_sync_task(image, task.entry, &task.args.0),
+            None => Vec::new(),
+        };
+        ResultMsg {
+            id: task.id,
+            body: Bytes(body),
+        }
+    }
+
+    /// Starts an async task; the future of its reply body. For async workers.
+    pub fn run_async(task: TaskMsg) -> Option<super::call::LocalFuture> {
+        let image = crate::process::same_image()?;
+        Some(super::call::run_async_task(image, task.entry, task.args.0))
+    }
+}
