@@ -49,13 +49,15 @@
 //! | `Value`, `Array`, `RawValue`, `RawArray`, `shared_memory` | [`shared`] |
 //! | `Queue`, `SimpleQueue`, `JoinableQueue` (and `AioQueue.coro_get` ...) | [`queue`] |
 //! | `Pipe`, `connection.Listener`, `Client`, `wait` | [`connection`] |
+//! | `Pool`, `AioPool.coro_map`, `aiomultiprocess.Pool` | [`Pool`], [`pool`] ([`AsyncFn`] for async workers) |
 //!
 //! docs/python-migration.md in the repository maps every name.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub use aiop_async::pool::{AsyncFn, Pool};
 pub use aiop_async::{
-    arena, connection, futex, named, process, queue, shared, shm, sync, transfer,
+    arena, connection, futex, named, pool, process, queue, shared, shm, sync, transfer,
 };
 pub use aiop_core::{init, test_support};
 

@@ -258,6 +258,11 @@ impl<R: DeserializeOwned> MapCore<R> {
         self.out.pop_front()
     }
 
+    /// Whether some task of this map is submitted and not answered.
+    pub fn in_flight(&self) -> bool {
+        !self.chunks.is_empty()
+    }
+
     /// Whether every result has been handed out and the input is done.
     pub fn finished(&self) -> bool {
         self.input_done && self.chunks.is_empty() && self.reorder.is_empty() && self.out.is_empty()
