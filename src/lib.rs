@@ -55,7 +55,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
-pub use aiop_async::pool::{AsyncFn, Pool};
+pub use aiop_async::pool::{AsyncFn, Pool, PoolError};
 pub use aiop_async::{
     arena, connection, futex, named, pool, process, queue, shared, shm, sync, transfer,
 };

@@ -120,7 +120,7 @@ where
 }
 
 /// A function a pool runs on the fields of a tuple (`starmap`): a plain
-/// function of 1 to 6 arguments, or an [`AsyncFn`] of one.
+/// function of 1 to 6 arguments, or an [`AsyncFn`] of 1 to 6.
 pub trait StarFn<Args>: Copy + 'static {
     /// What the task returns.
     type Output: Serialize + DeserializeOwned;
@@ -184,9 +184,10 @@ impl Builder {
         self
     }
 
-    /// How many tasks each worker runs at once (default 16, as
-    /// aiomultiprocess): async tasks overlap their waits; plain functions
-    /// run one after the other.
+    /// How many [`AsyncFn`] tasks each worker runs at once (default 16, as
+    /// aiomultiprocess), overlapping their waits. A plain function's task
+    /// has its worker to itself, so plain tasks still go to idle workers
+    /// only.
     #[doc(alias = "childconcurrency")]
     pub fn child_concurrency(mut self, n: usize) -> Builder {
         self.concurrency = Some(n.max(1));
@@ -641,6 +642,16 @@ impl<S: Stream, R: DeserializeOwned> MapStream<S, R> {
             c.set_max_in_flight(n);
         }
         self
+    }
+
+    /// The results as a blocking iterator, for a thread outside any
+    /// executor (not inside an async task: it blocks its thread).
+    pub fn into_blocking_iter<A>(self) -> impl Iterator<Item = Result<R, PoolError>>
+    where
+        S: Stream<Item = A>,
+        A: Serialize,
+    {
+        futures_lite::stream::block_on(self)
     }
 }
 

@@ -1,9 +1,9 @@
 //! The parent's side of a pool: workers, the tasks waiting for one, and the
 //! reading of results.
 //!
-//! * Each worker has its own task ring and takes at most `concurrency`
-//!   tasks at a time; tasks wait in the parent's FIFO *backlog* until a
-//!   worker has room, so work goes to idle workers only (fairness) and a
+//! * Each worker has its own task ring and takes one plain task, or up to
+//!   `concurrency` async ones, at a time; tasks wait in the parent's FIFO
+//!   *backlog* until a worker has room, so work goes to idle workers only (fairness) and a
 //!   task not yet handed over can be withdrawn (a dropped `map`).
 //! * All workers answer on one result ring. Whoever waits for a result (an
 //!   `apply`, a `map` stream, `join`) and finds nobody reading becomes the
@@ -132,6 +132,8 @@ struct Slot {
     assigned: Vec<u64>,
     /// Tasks handed to this incarnation.
     given: u64,
+    /// Plain (not async) tasks among `assigned`.
+    plain: usize,
     /// Seen holding its life lock.
     running: bool,
     /// Its task ring was full at the last dispatch.
@@ -145,6 +147,8 @@ struct Task {
     /// The message, while the task waits in the backlog.
     msg: Option<TaskMsg>,
     slot: Option<usize>,
+    /// A plain task: it has its worker to itself.
+    plain: bool,
 }
 
 #[derive(Default)]
@@ -260,6 +264,7 @@ impl Engine {
             life,
             assigned: Vec::new(),
             given: 0,
+            plain: 0,
             running: false,
             full: false,
             gone: false,
@@ -357,6 +362,7 @@ impl Engine {
                     args: Bytes(args),
                 }),
                 slot: None,
+                plain: false,
             },
         );
         st.backlog.push_back(id);
@@ -387,16 +393,28 @@ impl Engine {
         }
         while let Some(&id) = st.backlog.front() {
             let max = self.cfg.max_tasks;
+            // A plain task runs on the worker's thread and holds up whatever
+            // else the worker has: it goes only to a worker with nothing,
+            // and nothing joins it there. Async tasks share a worker up to
+            // its concurrency.
+            let is_async = st
+                .tasks
+                .get(&id)
+                .and_then(|t| t.msg.as_ref())
+                .is_some_and(|m| m.entry.is_async());
+            let room = |s: &Slot| {
+                if is_async {
+                    s.plain == 0 && s.assigned.len() < self.cfg.concurrency
+                } else {
+                    s.assigned.is_empty()
+                }
+            };
             let pick = st
                 .slots
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| {
-                    !s.gone
-                        && !s.full
-                        && s.proc.is_some()
-                        && s.assigned.len() < self.cfg.concurrency
-                        && (max == 0 || s.given < max)
+                    !s.gone && !s.full && s.proc.is_some() && room(s) && (max == 0 || s.given < max)
                 })
                 .min_by_key(|(i, s)| (s.assigned.len(), !s.running, *i))
                 .map(|(i, _)| i);
@@ -413,6 +431,8 @@ impl Engine {
             match slot.tasks.try_put(msg) {
                 Ok(()) => {
                     task.slot = Some(i);
+                    task.plain = !is_async;
+                    slot.plain += usize::from(!is_async);
                     slot.assigned.push(id);
                     slot.given += 1;
                     st.backlog.pop_front();
@@ -435,7 +455,9 @@ impl Engine {
             return;
         };
         if let Some(i) = task.slot {
-            st.slots[i].assigned.retain(|&a| a != id);
+            let s = &mut st.slots[i];
+            s.assigned.retain(|&a| a != id);
+            s.plain -= usize::from(task.plain);
         }
         if let Some(o) = st.owners.get_mut(&task.owner) {
             o.pending -= 1;

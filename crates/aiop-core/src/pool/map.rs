@@ -121,7 +121,7 @@ impl<R: DeserializeOwned> MapCore<R> {
         }
         // Twice the workers, and enough small tasks that a worker held up
         // for a scheduler slice does not stall an ordered map.
-        let workers = self.engine.processes() * self.engine.concurrency();
+        let workers = self.workers();
         let chunk = self.chunk_size();
         (2 * workers).max(WINDOW_ITEMS.div_ceil(chunk)).max(2)
     }
@@ -131,7 +131,7 @@ impl<R: DeserializeOwned> MapCore<R> {
             // I/O-bound tasks: one per task, so they overlap.
             self.chunking = Some(Chunking::Fixed(1));
         }
-        let workers = (self.engine.processes() * self.engine.concurrency()).max(1);
+        let workers = self.workers();
         let hint = self.hint;
         let c = *self.chunking.get_or_insert_with(|| {
             if hint > 0 {
@@ -144,6 +144,17 @@ impl<R: DeserializeOwned> MapCore<R> {
         match c {
             Chunking::Fixed(n) | Chunking::Growing(n) => n,
         }
+    }
+
+    /// How many tasks of this map run at once: a plain task has its worker
+    /// to itself; async ones share it.
+    fn workers(&self) -> usize {
+        let per = if self.entry.is_async() {
+            self.engine.concurrency()
+        } else {
+            1
+        };
+        (self.engine.processes() * per).max(1)
     }
 
     /// Tasks submitted whose items have not all been handed out.
