@@ -121,6 +121,11 @@ pub fn blocked<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl<T> Blocked<T> {
+    /// Whether the call has returned (or panicked) by now.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
     /// The call's result, once it returns.
     ///
     /// # Panics

@@ -559,6 +559,12 @@ impl Engine {
             Err(ProcessError::Panicked(m)) => format!("panicked: {m}"),
             Err(e) => e.to_string(),
         };
+        if let Some(m) = init_failed {
+            // Its tasks never ran: they fail, with every other, for the
+            // reason the pool cannot go on.
+            self.fail_all(st, PoolError::InitializerFailed(m));
+            return;
+        }
         for id in unanswered {
             self.finish(
                 st,
@@ -568,10 +574,6 @@ impl Engine {
                     how: words.clone(),
                 }),
             );
-        }
-        if let Some(m) = init_failed {
-            self.fail_all(st, PoolError::InitializerFailed(m));
-            return;
         }
         if early {
             st.start_failures += 1;

@@ -474,7 +474,9 @@ impl<R> Drop for AsyncResult<R> {
 /// [`Pool::starmap`]: an iterator of one `Result` per input item.
 ///
 /// Each `next` hands out a result, waiting for one if needed, and keeps the
-/// workers fed from the input. Set [`chunksize`](Map::chunksize) and
+/// workers fed from the input. When the pool refuses work (it was closed,
+/// terminated or broken), the items of the chunk being submitted get that
+/// error and the map ends there: the rest of the input is not read. Set [`chunksize`](Map::chunksize) and
 /// [`max_in_flight`](Map::max_in_flight) before the first `next`.
 /// Dropping it withdraws the tasks no worker has started.
 pub struct Map<I, R> {
