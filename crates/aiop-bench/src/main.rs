@@ -19,7 +19,10 @@
 //! `AIOP_BENCH_DUR_MS` (each side of a contended run, default 1000),
 //! `AIOP_BENCH_PIN=N` (pin the benchmark to CPU `N`, and the second process
 //! of a two-process benchmark to the next CPU, as the anchors' `PIN=1` pins
-//! parent and child to CPUs 0 and 1).
+//! parent and child to CPUs 0 and 1; of a pool, only a one-worker pool's
+//! worker is pinned), `AIOP_BENCH_POOL_ITEMS` (items of a `pool/map_auto`
+//! run, default 4,000,000; `pool/map_chunk1` takes a fiftieth) and
+//! `AIOP_BENCH_POOL_RUNS` (timed runs per map benchmark, default 5).
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
@@ -27,6 +30,7 @@ mod async_queue;
 mod asyncs;
 mod floor;
 mod pipe;
+mod pool;
 mod queue;
 mod report;
 mod spawn;
@@ -63,6 +67,11 @@ const BENCHES: &[Bench] = &[
     ("queue/throughput_64B", queue::throughput_64b),
     ("floor/ring_throughput_64KiB", queue::floor_ring_64kib),
     ("queue/throughput_64KiB", queue::throughput_64kib),
+    ("pool/apply_rtt", pool::apply_rtt),
+    ("pool/apply_rtt_2proc", pool::apply_rtt_2proc),
+    ("pool/map_chunk1", pool::map_chunk1),
+    ("pool/map_auto", pool::map_auto),
+    ("pool/start", pool::start),
 ];
 
 /// Ratios printed when both sides ran: (name, numerator, denominator).
@@ -141,6 +150,39 @@ const RATIOS: &[(&str, &str, &str)] = &[
         "ratio/queue/throughput_64KiB:floor/ring_throughput_64KiB",
         "queue/throughput_64KiB",
         "floor/ring_throughput_64KiB",
+    ),
+    // A pool round trip crosses two queues, the task's and the reply's, as a
+    // queue ping-pong does: the ratio is what the pool adds to those hops.
+    (
+        "ratio/pool/apply_rtt:queue/pingpong",
+        "pool/apply_rtt",
+        "queue/pingpong",
+    ),
+    (
+        "ratio/pool/apply_rtt_2proc:pool/apply_rtt",
+        "pool/apply_rtt_2proc",
+        "pool/apply_rtt",
+    ),
+    // Each item of a one-item-per-task map is a task message out and a reply
+    // back through the pool's one result queue: the queue's streaming rate
+    // bounds it (and a worker takes its next task only once idle).
+    (
+        "ratio/pool/map_chunk1:queue/throughput_64B",
+        "pool/map_chunk1",
+        "queue/throughput_64B",
+    ),
+    // What the automatic chunk size gains over one item per task.
+    (
+        "ratio/pool/map_auto:pool/map_chunk1",
+        "pool/map_auto",
+        "pool/map_chunk1",
+    ),
+    // Starting a pool is two Spawn starts side by side, then one task (and
+    // no join: tearing the pool down is not timed).
+    (
+        "ratio/pool/start:spawn_join/spawn",
+        "pool/start",
+        "spawn_join/spawn",
     ),
 ];
 
