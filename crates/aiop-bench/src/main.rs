@@ -72,6 +72,8 @@ const BENCHES: &[Bench] = &[
     ("pool/map_chunk1", pool::map_chunk1),
     ("pool/map_auto", pool::map_auto),
     ("pool/start", pool::start),
+    ("async/pool_apply_rtt", pool::async_apply_rtt),
+    ("async/pool_map_chunk1", pool::async_map_chunk1),
 ];
 
 /// Ratios printed when both sides ran: (name, numerator, denominator).
@@ -150,6 +152,13 @@ const RATIOS: &[(&str, &str, &str)] = &[
         "ratio/queue/throughput_64KiB:floor/ring_throughput_64KiB",
         "queue/throughput_64KiB",
         "floor/ring_throughput_64KiB",
+    ),
+    // The async pool's round trip against the blocking one: what awaiting
+    // (and the worker's executor) adds.
+    (
+        "ratio/async/pool_apply_rtt:pool/apply_rtt",
+        "async/pool_apply_rtt",
+        "pool/apply_rtt",
     ),
     // A pool round trip crosses two queues, the task's and the reply's, as a
     // queue ping-pong does: the ratio is what the pool adds to those hops.

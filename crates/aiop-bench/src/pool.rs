@@ -157,3 +157,67 @@ pub(crate) fn start(results: &mut Results) {
     let p99 = us(samples[(samples.len() * 99 / 100).min(samples.len() - 1)]);
     results.value("pool/start", "us", median, Some(p99));
 }
+
+/// `async/pool_apply_rtt`: `pool.apply(|x: u64| x + 1, i).await` one at a
+/// time on a warm one-worker async pool (`aiop::Pool`, workers on their own
+/// executor), driven by `futures_lite::future::block_on`; round trip in µs.
+pub(crate) fn async_apply_rtt(results: &mut Results) {
+    aiop_core::sync::set_spinning(true);
+    let pool = aiop_async::pool::Pool::builder()
+        .processes(1)
+        .initializer(init_worker, true)
+        .build()
+        .expect("pool");
+    futures_lite::future::block_on(async {
+        for i in 0..64u64 {
+            assert_eq!(pool.apply(double, i).await.expect("apply"), 2 * i);
+        }
+    });
+    let n = iters(200) * 100;
+    let mut i = 0u64;
+    results.latency_n("async/pool_apply_rtt", n / 20, n, || {
+        let r = futures_lite::future::block_on(pool.apply(|x: u64| x + 1, i)).expect("apply");
+        debug_assert_eq!(r, i + 1);
+        i = r;
+    });
+    pool.close();
+    pool.join_blocking().expect("join");
+}
+
+/// `async/pool_map_chunk1`: a two-worker async pool's `map` stream of
+/// `double` with one item per task, consumed in order; Mitems/s (median of
+/// the runs).
+pub(crate) fn async_map_chunk1(results: &mut Results) {
+    use futures_lite::StreamExt;
+    aiop_core::sync::set_spinning(true);
+    let pool = aiop_async::pool::Pool::builder()
+        .processes(2)
+        .initializer(init_worker, false)
+        .build()
+        .expect("pool");
+    let n = (items() / 50).max(1);
+    let mut rates: Vec<f64> = (0..runs())
+        .map(|_| {
+            futures_lite::future::block_on(async {
+                let t = std::time::Instant::now();
+                let sum = pool
+                    .map(double, 0..n)
+                    .chunksize(1)
+                    .fold(0u64, |a, r| a + r.expect("map"))
+                    .await;
+                let rate = n as f64 / t.elapsed().as_secs_f64() / 1e6;
+                assert_eq!(sum, n * (n - 1));
+                rate
+            })
+        })
+        .collect();
+    rates.sort_by(f64::total_cmp);
+    results.value(
+        "async/pool_map_chunk1",
+        "Mitems/s",
+        rates[rates.len() / 2],
+        None,
+    );
+    pool.close();
+    pool.join_blocking().expect("join");
+}
