@@ -65,8 +65,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use aiop_core::pool::{
-    self as core, Engine, Entry, MapCore, One, Outcome, Pull, ReaderGuard, ResultMsg, Star, Turn,
-    WorkerArgs,
+    self as core, Engine, Entry, MapCore, One, Outcome, PATIENCE_MAX, PATIENCE_MIN, Pull,
+    ReaderGuard, ResultMsg, Star, Turn, WorkerArgs,
 };
 use aiop_core::process::StartMethod;
 use async_io::Timer;
@@ -481,39 +481,72 @@ impl Drop for OwnerGuard<'_> {
 /// it (reading the workers' replies for every owner), else sleeps until the
 /// reader hands some over or gives the role up.
 ///
+/// A waiter whose patience runs out (the reader's future may have been set
+/// aside: polled once and kept, never polled again) takes the role from a
+/// reader that has not read since, so no waiter depends on a future it
+/// cannot drive.
+///
 /// Cancel safe: the reader role is given back when the future is dropped
 /// (the next waiter takes it), and outcomes taken from the engine are only
 /// taken in the poll that returns them.
 async fn wait_owner(engine: &Engine, owner: u64) -> Vec<(u64, Outcome)> {
-    let turn = future::poll_fn(|cx| match engine.turn(owner, cx.waker()) {
-        Turn::Wait => Poll::Pending,
-        t => Poll::Ready(t),
-    })
-    .await;
-    if let Turn::Ready(v) = turn {
-        return v;
-    }
-    // Turn::Read: this task reads for everyone until it has outcomes.
-    let _reader = ReaderGuard(engine);
+    let mut patience = PATIENCE_MIN;
     loop {
-        if let Some(v) = engine.pump_for(owner) {
-            return v;
-        }
-        if engine.spin() {
-            continue;
-        }
-        let (watches, until) = engine.watches();
-        let listen = watcher::listen(watches);
-        if engine.has_replies() {
-            continue;
-        }
-        match until {
-            None => listen.await,
-            Some(d) => {
-                future::or(listen, async {
-                    Timer::at(d).await;
-                })
-                .await
+        let turn = future::poll_fn(|cx| Poll::Ready(engine.turn(owner, cx.waker()))).await;
+        let role = match turn {
+            Turn::Ready(v) => return v,
+            Turn::Read(role) => role,
+            Turn::Wait(pumps) => {
+                // The waker is registered: wait for it, or for patience.
+                // The timer is polled first, so a poll it caused reads as
+                // patience run out; any other poll means a wake.
+                let mut polled = false;
+                let woke = future::or(
+                    async {
+                        Timer::after(patience).await;
+                        false
+                    },
+                    future::poll_fn(|_| {
+                        if std::mem::replace(&mut polled, true) {
+                            Poll::Ready(true)
+                        } else {
+                            Poll::Pending
+                        }
+                    }),
+                )
+                .await;
+                engine.unwait(owner);
+                if woke {
+                    continue;
+                }
+                patience = (patience * 2).min(PATIENCE_MAX);
+                match engine.steal(pumps) {
+                    Some(role) => role,
+                    None => continue,
+                }
+            }
+        };
+        let _reader = ReaderGuard(engine, role);
+        while engine.is_reader(role) {
+            if let Some(v) = engine.pump_for(owner) {
+                return v;
+            }
+            if engine.spin() {
+                continue;
+            }
+            let (watches, until) = engine.watches();
+            let listen = watcher::listen(watches);
+            if engine.has_replies() {
+                continue;
+            }
+            match until {
+                None => listen.await,
+                Some(d) => {
+                    future::or(listen, async {
+                        Timer::at(d).await;
+                    })
+                    .await
+                }
             }
         }
     }

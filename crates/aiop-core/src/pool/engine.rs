@@ -170,7 +170,14 @@ struct State {
     /// that woke or left since).
     waiting: VecDeque<u64>,
     next_id: u64,
-    reader: bool,
+    /// The reader's generation, while someone holds the role.
+    reader: Option<u64>,
+    /// Generations handed out so far.
+    reader_gen: u64,
+    /// Pumps so far: a reader that makes none while others wait may have
+    /// been set aside (an async future polled once and kept), so its role
+    /// can be taken (see [`Engine::steal`]).
+    pumps: u64,
     closed: bool,
     failure: Option<PoolError>,
     start_failures: u32,
@@ -199,12 +206,20 @@ impl fmt::Debug for Engine {
 pub enum Turn {
     /// These outcomes are its (possibly none: nothing is pending).
     Ready(Vec<(u64, Outcome)>),
-    /// Nobody reads the result ring: the owner is the reader now, and must
-    /// call [`Engine::release_reader`] when it stops (a [`ReaderGuard`]).
-    Read,
-    /// Another reader will wake the waker given.
-    Wait,
+    /// Nobody reads the result ring: the owner is the reader now (this
+    /// generation of it), and must give the role back when it stops (a
+    /// [`ReaderGuard`]).
+    Read(u64),
+    /// Another reader will wake the waker given. If nothing does for a
+    /// while, [`Engine::steal`] with this count of pumps.
+    Wait(u64),
 }
+
+/// How long a waiter waits for the reader before it tries to take the
+/// role; doubled after each try, up to [`PATIENCE_MAX`].
+pub const PATIENCE_MIN: Duration = Duration::from_millis(10);
+/// The longest patience.
+pub const PATIENCE_MAX: Duration = Duration::from_secs(1);
 
 impl Engine {
     pub(crate) fn start(cfg: Config) -> Result<Arc<Engine>, PoolError> {
@@ -217,7 +232,9 @@ impl Engine {
                 owners: HashMap::new(),
                 waiting: VecDeque::new(),
                 next_id: 1,
-                reader: false,
+                reader: None,
+                reader_gen: 0,
+                pumps: 0,
                 closed: false,
                 failure: None,
                 start_failures: 0,
@@ -481,7 +498,7 @@ impl Engine {
 
     /// With no reader, wakes one sleeping owner to take the role.
     fn baton(&self, st: &mut State) {
-        if st.reader {
+        if st.reader.is_some() {
             return;
         }
         while let Some(id) = st.waiting.pop_front() {
@@ -525,8 +542,10 @@ impl Engine {
                     None => continue,
                 };
                 // A worker that took its life lock and has ended since
-                // (quickly, as with one task per child) did start.
+                // (quickly, as with one task per child) did start; its last
+                // replies may have landed since the drain above.
                 let early = !s.life.raw().was_held();
+                self.drain(st);
                 self.ended(st, i, ended, early);
             } else if !s.life.is_locked() {
                 let ended = s.proc.as_mut().map_or(Ok(()), Process::join);
@@ -634,19 +653,42 @@ impl Engine {
             self.baton(st);
             return Turn::Ready(got);
         }
-        if !st.reader {
-            st.reader = true;
-            return Turn::Read;
+        if st.reader.is_none() {
+            return Turn::Read(Self::take_role(st));
         }
         o.waker = Some(waker.clone());
         st.waiting.push_back(owner);
-        Turn::Wait
+        Turn::Wait(st.pumps)
+    }
+
+    fn take_role(st: &mut State) -> u64 {
+        st.reader_gen += 1;
+        st.reader = Some(st.reader_gen);
+        st.reader_gen
+    }
+
+    /// For a waiter whose patience ran out: takes the reader role if nobody
+    /// holds it, or if its holder has not pumped since the waiter saw
+    /// `pumps` (a future holding it may have been set aside, polled no
+    /// more). The old holder notices at its next step and stops reading.
+    pub fn steal(&self, pumps: u64) -> Option<u64> {
+        let mut st = self.lock();
+        if st.reader.is_none() || st.pumps == pumps {
+            return Some(Self::take_role(&mut st));
+        }
+        None
+    }
+
+    /// Whether generation `role` still holds the reader role.
+    pub fn is_reader(&self, role: u64) -> bool {
+        self.lock().reader == Some(role)
     }
 
     /// For the reader: does what can be done now, and returns `owner`'s
     /// outcomes if it has some (or has nothing pending).
     pub fn pump_for(&self, owner: u64) -> Option<Vec<(u64, Outcome)>> {
         let mut st = self.lock();
+        st.pumps += 1;
         self.pump(&mut st);
         let all_done = st.tasks.is_empty();
         let o = st.owners.get_mut(&owner)?;
@@ -656,12 +698,15 @@ impl Engine {
         None
     }
 
-    /// Gives up the reader role, waking a sleeping owner to take it.
-    pub fn release_reader(&self) {
+    /// Gives up the reader role of generation `role` (if it still holds
+    /// it), waking a sleeping owner to take it.
+    pub fn release_reader(&self, role: u64) {
         let mut st = self.lock();
-        st.reader = false;
-        // Whoever still waits needs a reader.
-        self.baton(&mut st);
+        if st.reader == Some(role) {
+            st.reader = None;
+            // Whoever still waits needs a reader.
+            self.baton(&mut st);
+        }
     }
 
     /// For the reader: the words to sleep on (the result ring and each
@@ -704,47 +749,54 @@ impl Engine {
         deadline: Option<Instant>,
     ) -> Option<Vec<(u64, Outcome)>> {
         let waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+        let mut patience = PATIENCE_MIN;
         loop {
-            match self.turn(owner, &waker) {
+            let role = match self.turn(owner, &waker) {
                 Turn::Ready(v) => return Some(v),
-                Turn::Read => {
-                    let _reader = ReaderGuard(self);
-                    loop {
-                        if let Some(v) = self.pump_for(owner) {
-                            return Some(v);
-                        }
-                        if deadline.is_some_and(|d| Instant::now() >= d) {
-                            return None;
-                        }
-                        if self.spin() {
-                            continue;
-                        }
-                        let (mut watches, until) = self.watches();
-                        let until = match (until, deadline) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        };
-                        let again = || self.has_replies();
-                        if crate::wait::wait_any(&mut watches, until, again).is_err() {
-                            // No futex_waitv: look again shortly rather
-                            // than never.
-                            std::thread::sleep(STARTING_POLL);
-                        }
+                Turn::Read(role) => role,
+                Turn::Wait(pumps) => {
+                    let now = Instant::now();
+                    if deadline.is_some_and(|d| now >= d) {
+                        self.unwait(owner);
+                        return None;
+                    }
+                    let until = deadline.map_or(now + patience, |d| d.min(now + patience));
+                    std::thread::park_timeout(until - now);
+                    self.unwait(owner);
+                    if Instant::now() < now + patience {
+                        continue;
+                    }
+                    patience = (patience * 2).min(PATIENCE_MAX);
+                    match self.steal(pumps) {
+                        Some(role) => role,
+                        None => continue,
                     }
                 }
-                Turn::Wait => {
-                    match deadline {
-                        None => std::thread::park(),
-                        Some(d) => {
-                            let now = Instant::now();
-                            if now >= d {
-                                self.unwait(owner);
-                                return None;
-                            }
-                            std::thread::park_timeout(d - now);
-                        }
-                    }
-                    self.unwait(owner);
+            };
+            let _reader = ReaderGuard(self, role);
+            loop {
+                if !self.is_reader(role) {
+                    break;
+                }
+                if let Some(v) = self.pump_for(owner) {
+                    return Some(v);
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return None;
+                }
+                if self.spin() {
+                    continue;
+                }
+                let (mut watches, until) = self.watches();
+                let until = match (until, deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let again = || self.has_replies();
+                if crate::wait::wait_any(&mut watches, until, again).is_err() {
+                    // No futex_waitv: look again shortly rather
+                    // than never.
+                    std::thread::sleep(STARTING_POLL);
                 }
             }
         }
@@ -812,14 +864,14 @@ impl Drop for Engine {
     }
 }
 
-/// Holds the reader role; gives it up when dropped.
+/// Holds the reader role (a generation of it); gives it up when dropped.
 #[doc(hidden)]
 #[derive(Debug)]
-pub struct ReaderGuard<'a>(pub &'a Engine);
+pub struct ReaderGuard<'a>(pub &'a Engine, pub u64);
 
 impl Drop for ReaderGuard<'_> {
     fn drop(&mut self) {
-        self.0.release_reader();
+        self.0.release_reader(self.1);
     }
 }
 

@@ -86,7 +86,8 @@ use serde::de::DeserializeOwned;
 pub use call::{AsyncCallee, Callee, Entry, LocalFuture, One, Star};
 #[doc(hidden)]
 pub use engine::{
-    Bytes, Engine, Outcome, ReaderGuard, ResultMsg, TaskMsg, Turn, WorkerArgs, sync_worker,
+    Bytes, Engine, Outcome, PATIENCE_MAX, PATIENCE_MIN, ReaderGuard, ResultMsg, TaskMsg, Turn,
+    WorkerArgs, sync_worker,
 };
 pub use error::PoolError;
 #[doc(hidden)]
