@@ -164,6 +164,9 @@ star_fn!(A, B, C, D);
 star_fn!(A, B, C, D, E);
 star_fn!(A, B, C, D, E, G);
 
+/// The most async tasks a worker runs at once.
+const MAX_CONCURRENCY: usize = 1 << 16;
+
 /// Options for an async pool: the blocking pool's, and how many tasks each
 /// worker runs at once.
 #[derive(Clone, Debug, Default)]
@@ -185,12 +188,12 @@ impl Builder {
     }
 
     /// How many [`AsyncFn`] tasks each worker runs at once (default 16, as
-    /// aiomultiprocess), overlapping their waits. A plain function's task
+    /// aiomultiprocess; at most 65,536), overlapping their waits. A plain function's task
     /// has its worker to itself, so plain tasks still go to idle workers
     /// only.
     #[doc(alias = "childconcurrency")]
     pub fn child_concurrency(mut self, n: usize) -> Builder {
-        self.concurrency = Some(n.max(1));
+        self.concurrency = Some(n.clamp(1, MAX_CONCURRENCY));
         self
     }
 
@@ -481,10 +484,10 @@ impl Drop for OwnerGuard<'_> {
 /// it (reading the workers' replies for every owner), else sleeps until the
 /// reader hands some over or gives the role up.
 ///
-/// A waiter whose patience runs out (the reader's future may have been set
-/// aside: polled once and kept, never polled again) takes the role from a
-/// reader that has not read since, so no waiter depends on a future it
-/// cannot drive.
+/// A waiter that asks for its turn while the reader has not read for a
+/// while (its future may have been set aside: polled once and kept, never
+/// polled again) takes the role, and every waiter asks again within its
+/// patience, so no waiter depends on a future it cannot drive.
 ///
 /// Cancel safe: the reader role is given back when the future is dropped
 /// (the next waiter takes it), and outcomes taken from the engine are only
@@ -496,14 +499,15 @@ async fn wait_owner(engine: &Engine, owner: u64) -> Vec<(u64, Outcome)> {
         let role = match turn {
             Turn::Ready(v) => return v,
             Turn::Read(role) => role,
-            Turn::Wait(pumps) => {
-                // The waker is registered: wait for it, or for patience.
-                // The timer is polled first, so a poll it caused reads as
-                // patience run out; any other poll means a wake.
+            Turn::Wait => {
+                // The waker is registered: wait for it, or for patience, then
+                // ask again (a reader that has stopped reading, for instance
+                // a future set aside, loses the role to the next turn).
+                let timer = Timer::after(patience);
                 let mut polled = false;
                 let woke = future::or(
                     async {
-                        Timer::after(patience).await;
+                        timer.await;
                         false
                     },
                     future::poll_fn(|_| {
@@ -516,14 +520,10 @@ async fn wait_owner(engine: &Engine, owner: u64) -> Vec<(u64, Outcome)> {
                 )
                 .await;
                 engine.unwait(owner);
-                if woke {
-                    continue;
+                if !woke {
+                    patience = (patience * 2).min(PATIENCE_MAX);
                 }
-                patience = (patience * 2).min(PATIENCE_MAX);
-                match engine.steal(pumps) {
-                    Some(role) => role,
-                    None => continue,
-                }
+                continue;
             }
         };
         let _reader = ReaderGuard(engine, role);

@@ -44,6 +44,14 @@ pub(crate) const MAX_TASK_BYTES: usize = TASK_RING / 2 - 4096;
 pub(crate) const CHUNK_BYTES: usize = 256 << 10;
 /// How often a reader looks at workers that have not taken their life lock.
 const STARTING_POLL: Duration = Duration::from_millis(5);
+/// How often the reader asks every running worker's process whether it
+/// ended, and so the longest it sleeps while tasks run.
+const SWEEP: Duration = Duration::from_secs(1);
+/// The longest sleep of a blocking reader with more words than one
+/// `futex_waitv` takes (more than 127 workers).
+const MANY_WORDS_POLL: Duration = Duration::from_millis(20);
+/// How far into the backlog a dispatch looks for tasks that fit.
+const DISPATCH_SCAN: usize = 1024;
 /// Workers that die before they start, in a row, before the pool gives up.
 const START_FAILURES: u32 = 3;
 
@@ -136,6 +144,8 @@ struct Slot {
     plain: usize,
     /// Seen holding its life lock.
     running: bool,
+    /// Its life lock came free while its process lives on.
+    ending: bool,
     /// Its task ring was full at the last dispatch.
     full: bool,
     /// Ended for good: not to be replaced.
@@ -159,6 +169,8 @@ struct Owner {
     pending: usize,
     /// Waits for every task of the pool (`join`).
     join: bool,
+    /// In `State::waiting`.
+    queued: bool,
 }
 
 struct State {
@@ -174,10 +186,14 @@ struct State {
     reader: Option<u64>,
     /// Generations handed out so far.
     reader_gen: u64,
-    /// Pumps so far: a reader that makes none while others wait may have
-    /// been set aside (an async future polled once and kept), so its role
-    /// can be taken (see [`Engine::steal`]).
-    pumps: u64,
+    /// When the reader last pumped: a reader that has not for a while may
+    /// have been set aside (an async future polled once and kept, never
+    /// polled again), so a waiter's `turn` takes the role from it.
+    last_pump: Instant,
+    /// When the reader last asked every worker's process whether it ended.
+    last_sweep: Instant,
+    /// Wakers to wake once the state lock is released.
+    to_wake: Vec<Waker>,
     closed: bool,
     failure: Option<PoolError>,
     start_failures: u32,
@@ -210,9 +226,10 @@ pub enum Turn {
     /// generation of it), and must give the role back when it stops (a
     /// [`ReaderGuard`]).
     Read(u64),
-    /// Another reader will wake the waker given. If nothing does for a
-    /// while, [`Engine::steal`] with this count of pumps.
-    Wait(u64),
+    /// Another reader will wake the waker given. If nothing does within
+    /// the waiter's patience, it asks for its turn again: a reader that has
+    /// not pumped for [`PATIENCE_MIN`] loses the role to it.
+    Wait,
 }
 
 /// How long a waiter waits for the reader before it tries to take the
@@ -234,7 +251,9 @@ impl Engine {
                 next_id: 1,
                 reader: None,
                 reader_gen: 0,
-                pumps: 0,
+                last_pump: Instant::now(),
+                last_sweep: Instant::now(),
+                to_wake: Vec::new(),
                 closed: false,
                 failure: None,
                 start_failures: 0,
@@ -252,8 +271,11 @@ impl Engine {
         Ok(engine)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    /// The state, locked; wakers queued while it is held are woken once
+    /// it is released (never under the lock: a waker may run code that
+    /// comes back to the pool).
+    fn lock(&self) -> Locked<'_> {
+        Locked(Some(self.st.lock().unwrap_or_else(|e| e.into_inner())))
     }
 
     fn new_slot(&self) -> Result<Slot, PoolError> {
@@ -283,6 +305,7 @@ impl Engine {
             given: 0,
             plain: 0,
             running: false,
+            ending: false,
             full: false,
             gone: false,
         })
@@ -403,25 +426,45 @@ impl Engine {
         waiting
     }
 
-    /// Hands backlog tasks to workers with room, idlest first.
+    /// Hands backlog tasks to workers with room, idlest first, in order of
+    /// submission within each kind.
+    ///
+    /// A plain task runs on the worker's thread and holds up whatever else
+    /// the worker has: it goes only to a worker with nothing, and nothing
+    /// joins it there. Async tasks share a worker up to its concurrency. A
+    /// plain task waiting for an idle worker does not hold back the async
+    /// tasks behind it (one of them may be what a running task waits for),
+    /// but those go only to workers that are busy already, so that the next
+    /// worker to become idle is the plain task's.
     fn dispatch(&self, st: &mut State) {
         for s in st.slots.iter_mut() {
             s.full = false;
         }
-        while let Some(&id) = st.backlog.front() {
-            let max = self.cfg.max_tasks;
-            // A plain task runs on the worker's thread and holds up whatever
-            // else the worker has: it goes only to a worker with nothing,
-            // and nothing joins it there. Async tasks share a worker up to
-            // its concurrency.
-            let is_async = st
+        let max = self.cfg.max_tasks;
+        let mut plain_waits = false;
+        let mut k = 0;
+        while k < st.backlog.len() && k < DISPATCH_SCAN {
+            let id = st.backlog[k];
+            let Some(is_async) = st
                 .tasks
                 .get(&id)
                 .and_then(|t| t.msg.as_ref())
-                .is_some_and(|m| m.entry.is_async());
+                .map(|m| m.entry.is_async())
+            else {
+                // Withdrawn or done: forget it.
+                st.backlog.remove(k);
+                continue;
+            };
+            if !is_async && plain_waits {
+                // Plain tasks keep their order.
+                k += 1;
+                continue;
+            }
             let room = |s: &Slot| {
                 if is_async {
-                    s.plain == 0 && s.assigned.len() < self.cfg.concurrency
+                    s.plain == 0
+                        && s.assigned.len() < self.cfg.concurrency
+                        && !(plain_waits && s.assigned.is_empty())
                 } else {
                     s.assigned.is_empty()
                 }
@@ -435,15 +478,17 @@ impl Engine {
                 })
                 .min_by_key(|(i, s)| (s.assigned.len(), !s.running, *i))
                 .map(|(i, _)| i);
-            let Some(i) = pick else { break };
-            let Some(task) = st.tasks.get_mut(&id) else {
-                st.backlog.pop_front();
+            let Some(i) = pick else {
+                if is_async {
+                    // No room for async tasks anywhere: none behind fits.
+                    break;
+                }
+                plain_waits = true;
+                k += 1;
                 continue;
             };
-            let Some(msg) = task.msg.take() else {
-                st.backlog.pop_front();
-                continue;
-            };
+            let task = st.tasks.get_mut(&id).expect("checked above");
+            let msg = task.msg.take().expect("checked above");
             let slot = &mut st.slots[i];
             match slot.tasks.try_put(msg) {
                 Ok(()) => {
@@ -452,7 +497,7 @@ impl Engine {
                     slot.plain += usize::from(!is_async);
                     slot.assigned.push(id);
                     slot.given += 1;
-                    st.backlog.pop_front();
+                    st.backlog.remove(k);
                 }
                 Err(e) => {
                     let closed = e.is_closed();
@@ -480,7 +525,7 @@ impl Engine {
             o.pending -= 1;
             o.ready.push_back((id, outcome));
             if let Some(w) = o.waker.take() {
-                w.wake();
+                st.to_wake.push(w);
             }
         }
         self.wake_joiners(st);
@@ -490,7 +535,7 @@ impl Engine {
         if st.tasks.is_empty() {
             for o in st.owners.values_mut().filter(|o| o.join) {
                 if let Some(w) = o.waker.take() {
-                    w.wake();
+                    st.to_wake.push(w);
                 }
             }
         }
@@ -502,8 +547,12 @@ impl Engine {
             return;
         }
         while let Some(id) = st.waiting.pop_front() {
-            if let Some(w) = st.owners.get_mut(&id).and_then(|o| o.waker.take()) {
-                w.wake();
+            let Some(o) = st.owners.get_mut(&id) else {
+                continue;
+            };
+            o.queued = false;
+            if let Some(w) = o.waker.take() {
+                st.to_wake.push(w);
                 return;
             }
         }
@@ -524,34 +573,48 @@ impl Engine {
     /// that started or ended, replaces those that ended, feeds workers.
     fn pump(&self, st: &mut State) {
         self.drain(st);
+        // Now and then, ask every running worker's process whether it ended:
+        // the life lock cannot tell when the kernel did not reach it (a
+        // worker that held more than 2048 robust locks at its death).
+        let sweep = st.last_sweep.elapsed() >= SWEEP;
+        if sweep {
+            st.last_sweep = Instant::now();
+        }
         for i in 0..st.slots.len() {
             let s = &mut st.slots[i];
             if s.gone || s.proc.is_none() {
                 continue;
             }
-            if !s.running {
-                if s.life.is_locked() {
-                    s.running = true;
-                    st.start_failures = 0;
+            if !s.running && s.life.is_locked() {
+                s.running = true;
+                st.start_failures = 0;
+                continue;
+            }
+            // Look at the process when the worker is starting, when its life
+            // lock came free (it ends, or exec'd: never wait for it here),
+            // or at a sweep.
+            let look = !s.running || !s.life.is_locked() || sweep;
+            if !look {
+                continue;
+            }
+            let ended = match s.proc.as_mut().map(Process::try_join) {
+                Some(Ok(None)) | None => {
+                    if s.running && !s.life.is_locked() {
+                        // Its life lock is free but the process lives on:
+                        // look again soon (see `watches`).
+                        s.ending = true;
+                    }
                     continue;
                 }
-                let ended = match s.proc.as_mut().map(Process::try_join) {
-                    Some(Ok(None)) => continue,
-                    Some(Ok(Some(()))) => Ok(()),
-                    Some(Err(e)) => Err(e),
-                    None => continue,
-                };
-                // A worker that took its life lock and has ended since
-                // (quickly, as with one task per child) did start; its last
-                // replies may have landed since the drain above.
-                let early = !s.life.raw().was_held();
-                self.drain(st);
-                self.ended(st, i, ended, early);
-            } else if !s.life.is_locked() {
-                let ended = s.proc.as_mut().map_or(Ok(()), Process::join);
-                self.drain(st);
-                self.ended(st, i, ended, false);
-            }
+                Some(Ok(Some(()))) => Ok(()),
+                Some(Err(e)) => Err(e),
+            };
+            // A worker that took its life lock and has ended since
+            // (quickly, as with one task per child) did start; its last
+            // replies may have landed since the drain above.
+            let early = !s.running && !s.life.raw().was_held();
+            self.drain(st);
+            self.ended(st, i, ended, early);
         }
         self.dispatch(st);
     }
@@ -653,30 +716,23 @@ impl Engine {
             self.baton(st);
             return Turn::Ready(got);
         }
-        if st.reader.is_none() {
+        if st.reader.is_none() || st.last_pump.elapsed() >= PATIENCE_MIN {
+            // Nobody reads, or the reader has not for a while (it may have
+            // been set aside); the old holder notices at its next step.
             return Turn::Read(Self::take_role(st));
         }
         o.waker = Some(waker.clone());
-        st.waiting.push_back(owner);
-        Turn::Wait(st.pumps)
+        if !std::mem::replace(&mut o.queued, true) {
+            st.waiting.push_back(owner);
+        }
+        Turn::Wait
     }
 
     fn take_role(st: &mut State) -> u64 {
         st.reader_gen += 1;
         st.reader = Some(st.reader_gen);
+        st.last_pump = Instant::now();
         st.reader_gen
-    }
-
-    /// For a waiter whose patience ran out: takes the reader role if nobody
-    /// holds it, or if its holder has not pumped since the waiter saw
-    /// `pumps` (a future holding it may have been set aside, polled no
-    /// more). The old holder notices at its next step and stops reading.
-    pub fn steal(&self, pumps: u64) -> Option<u64> {
-        let mut st = self.lock();
-        if st.reader.is_none() || st.pumps == pumps {
-            return Some(Self::take_role(&mut st));
-        }
-        None
     }
 
     /// Whether generation `role` still holds the reader role.
@@ -688,7 +744,7 @@ impl Engine {
     /// outcomes if it has some (or has nothing pending).
     pub fn pump_for(&self, owner: u64) -> Option<Vec<(u64, Outcome)>> {
         let mut st = self.lock();
-        st.pumps += 1;
+        st.last_pump = Instant::now();
         self.pump(&mut st);
         let all_done = st.tasks.is_empty();
         let o = st.owners.get_mut(&owner)?;
@@ -714,17 +770,31 @@ impl Engine {
     /// is starting). An empty list with a past deadline: look again now.
     pub fn watches(&self) -> (Vec<Watch>, Option<Instant>) {
         let st = self.lock();
+        let now = Instant::now();
         let mut watches = self.results.watch_get();
-        let mut deadline = None;
+        let mut deadline: Option<Instant> = None;
+        let mut soon = |by: Duration| {
+            let t = now + by;
+            deadline = Some(deadline.map_or(t, |d| d.min(t)));
+        };
+        if !st.tasks.is_empty() {
+            // The periodic sweep (see `pump`).
+            soon(SWEEP.saturating_sub(st.last_sweep.elapsed()));
+        }
         for s in st.slots.iter().filter(|s| !s.gone && s.proc.is_some()) {
-            if !s.running {
-                deadline = Some(Instant::now() + STARTING_POLL);
+            if !s.running || s.ending {
+                soon(STARTING_POLL);
                 continue;
             }
             match s.life.watch() {
                 Some(w) => watches.push(w),
-                None => return (Vec::new(), Some(Instant::now())),
+                None => return (Vec::new(), Some(now)),
             }
+        }
+        if watches.len() > crate::futex::WAITV_MAX {
+            // A blocking sleep takes the first words only: look at the rest
+            // now and then.
+            soon(MANY_WORDS_POLL);
         }
         (watches, deadline)
     }
@@ -754,23 +824,21 @@ impl Engine {
             let role = match self.turn(owner, &waker) {
                 Turn::Ready(v) => return Some(v),
                 Turn::Read(role) => role,
-                Turn::Wait(pumps) => {
+                Turn::Wait => {
                     let now = Instant::now();
                     if deadline.is_some_and(|d| now >= d) {
                         self.unwait(owner);
                         return None;
                     }
+                    // Woken, or patience over: ask again (a reader that has
+                    // stopped reading loses the role to the next turn).
                     let until = deadline.map_or(now + patience, |d| d.min(now + patience));
                     std::thread::park_timeout(until - now);
                     self.unwait(owner);
-                    if Instant::now() < now + patience {
-                        continue;
+                    if Instant::now() >= now + patience {
+                        patience = (patience * 2).min(PATIENCE_MAX);
                     }
-                    patience = (patience * 2).min(PATIENCE_MAX);
-                    match self.steal(pumps) {
-                        Some(role) => role,
-                        None => continue,
-                    }
+                    continue;
                 }
             };
             let _reader = ReaderGuard(self, role);
@@ -860,6 +928,33 @@ impl Drop for Engine {
     fn drop(&mut self) {
         for mut p in self.terminate() {
             let _ = p.join();
+        }
+    }
+}
+
+/// The locked state; wakes the wakers queued under it once released.
+struct Locked<'a>(Option<MutexGuard<'a, State>>);
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        self.0.as_ref().expect("locked until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.0.as_mut().expect("locked until dropped")
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let Some(mut st) = self.0.take() else { return };
+        let wakers = std::mem::take(&mut st.to_wake);
+        drop(st);
+        for w in wakers {
+            w.wake();
         }
     }
 }

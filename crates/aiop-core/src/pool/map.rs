@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::call::{self, Entry};
-use super::engine::{CHUNK_BYTES, Engine, Outcome};
+use super::engine::{CHUNK_BYTES, Engine, MAX_TASK_BYTES, Outcome};
 use super::error::PoolError;
 
 /// The largest chunk the automatic size grows to (items).
@@ -123,7 +123,10 @@ impl<R: DeserializeOwned> MapCore<R> {
         // for a scheduler slice does not stall an ordered map.
         let workers = self.workers();
         let chunk = self.chunk_size();
-        (2 * workers).max(WINDOW_ITEMS.div_ceil(chunk)).max(2)
+        workers
+            .saturating_mul(2)
+            .max(WINDOW_ITEMS.div_ceil(chunk))
+            .max(2)
     }
 
     fn chunk_size(&mut self) -> usize {
@@ -136,7 +139,7 @@ impl<R: DeserializeOwned> MapCore<R> {
         let c = *self.chunking.get_or_insert_with(|| {
             if hint > 0 {
                 // Python's rule: four chunks per worker.
-                Chunking::Fixed(hint.div_ceil(4 * workers).clamp(1, AUTO_MAX))
+                Chunking::Fixed(hint.div_ceil(workers.saturating_mul(4)).clamp(1, AUTO_MAX))
             } else {
                 Chunking::Growing(1)
             }
@@ -154,7 +157,7 @@ impl<R: DeserializeOwned> MapCore<R> {
         } else {
             1
         };
-        (self.engine.processes() * per).max(1)
+        self.engine.processes().saturating_mul(per).max(1)
     }
 
     /// Tasks submitted whose items have not all been handed out.
@@ -171,8 +174,17 @@ impl<R: DeserializeOwned> MapCore<R> {
             let mut count = 0;
             let mut pending = false;
             while count < want && items.len() < CHUNK_BYTES {
+                let before = items.len();
                 match pull() {
                     Pull::Item(a) => match call::push_arg(&mut items, &a) {
+                        Ok(()) if count > 0 && items.len() > MAX_TASK_BYTES - 16 => {
+                            // Too much for one task with this item: the
+                            // chunk goes without it, and it starts the next
+                            // (alone, it fails only if it alone is too big).
+                            let rest = items.split_off(before);
+                            self.submit(std::mem::replace(&mut items, rest), count);
+                            count = 1;
+                        }
                         Ok(()) => count += 1,
                         Err(e) => {
                             // The items before it go as they are; the error

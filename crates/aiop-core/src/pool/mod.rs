@@ -442,7 +442,7 @@ impl<R: DeserializeOwned> AsyncResult<R> {
     ///
     /// As [`Pool::apply`], and `Timeout`.
     pub fn get_timeout(&mut self, timeout: Duration) -> Result<R, PoolError> {
-        self.wait(Some(Instant::now() + timeout));
+        self.wait(Instant::now().checked_add(timeout));
         self.result.take().unwrap_or(Err(PoolError::Timeout))
     }
 
