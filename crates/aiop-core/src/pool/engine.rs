@@ -50,8 +50,6 @@ const SWEEP: Duration = Duration::from_secs(1);
 /// The longest sleep of a blocking reader with more words than one
 /// `futex_waitv` takes (more than 127 workers).
 const MANY_WORDS_POLL: Duration = Duration::from_millis(20);
-/// How far into the backlog a dispatch looks for tasks that fit.
-const DISPATCH_SCAN: usize = 1024;
 /// Workers that die before they start, in a row, before the pool gives up.
 const START_FAILURES: u32 = 3;
 
@@ -176,7 +174,11 @@ struct Owner {
 struct State {
     slots: Vec<Slot>,
     tasks: HashMap<u64, Task>,
-    backlog: VecDeque<u64>,
+    /// Plain tasks waiting for a worker, oldest first.
+    plain_q: VecDeque<u64>,
+    /// Async tasks waiting for a worker, oldest first (ids grow, so the two
+    /// queues merge back into submission order).
+    async_q: VecDeque<u64>,
     owners: HashMap<u64, Owner>,
     /// Owners that sleep, in the order they went to sleep (may hold ids
     /// that woke or left since).
@@ -245,7 +247,8 @@ impl Engine {
             st: Mutex::new(State {
                 slots: Vec::new(),
                 tasks: HashMap::new(),
-                backlog: VecDeque::new(),
+                plain_q: VecDeque::new(),
+                async_q: VecDeque::new(),
                 owners: HashMap::new(),
                 waiting: VecDeque::new(),
                 next_id: 1,
@@ -349,13 +352,15 @@ impl Engine {
         }
         let st = &mut *st;
         let tasks = &mut st.tasks;
-        st.backlog.retain(|id| match tasks.get(id) {
-            Some(t) if t.owner == owner => {
-                tasks.remove(id);
-                false
-            }
-            _ => true,
-        });
+        for q in [&mut st.plain_q, &mut st.async_q] {
+            q.retain(|id| match tasks.get(id) {
+                Some(t) if t.owner == owner => {
+                    tasks.remove(id);
+                    false
+                }
+                _ => true,
+            });
+        }
         for t in tasks.values_mut() {
             if t.owner == owner {
                 t.owner = 0;
@@ -405,7 +410,11 @@ impl Engine {
                 plain: false,
             },
         );
-        st.backlog.push_back(id);
+        if entry.is_async() {
+            st.async_q.push_back(id);
+        } else {
+            st.plain_q.push_back(id);
+        }
         self.dispatch(&mut st);
         Ok(id)
     }
@@ -417,7 +426,8 @@ impl Engine {
         let waiting = matches!(st.tasks.get(&id), Some(t) if t.owner == owner && t.msg.is_some());
         if waiting {
             st.tasks.remove(&id);
-            st.backlog.retain(|&b| b != id);
+            st.plain_q.retain(|&b| b != id);
+            st.async_q.retain(|&b| b != id);
             if let Some(o) = st.owners.get_mut(&owner) {
                 o.pending -= 1;
             }
@@ -442,22 +452,28 @@ impl Engine {
         }
         let max = self.cfg.max_tasks;
         let mut plain_waits = false;
-        let mut k = 0;
-        while k < st.backlog.len() && k < DISPATCH_SCAN {
-            let id = st.backlog[k];
-            let Some(is_async) = st
-                .tasks
-                .get(&id)
-                .and_then(|t| t.msg.as_ref())
-                .map(|m| m.entry.is_async())
-            else {
+        loop {
+            // The oldest task first, but a plain one waiting for an idle
+            // worker lets the async ones behind it go.
+            let id = match (st.plain_q.front(), st.async_q.front()) {
+                (Some(&p), Some(&a)) if !plain_waits && p < a => p,
+                (_, Some(&a)) => a,
+                (Some(&p), None) if !plain_waits => p,
+                _ => break,
+            };
+            let is_async = st.async_q.front() == Some(&id);
+            let queue = if is_async {
+                &mut st.async_q
+            } else {
+                &mut st.plain_q
+            };
+            let Some(msg_ok) = st.tasks.get(&id).map(|t| t.msg.is_some()) else {
                 // Withdrawn or done: forget it.
-                st.backlog.remove(k);
+                queue.pop_front();
                 continue;
             };
-            if !is_async && plain_waits {
-                // Plain tasks keep their order.
-                k += 1;
+            if !msg_ok {
+                queue.pop_front();
                 continue;
             }
             let room = |s: &Slot| {
@@ -480,11 +496,11 @@ impl Engine {
                 .map(|(i, _)| i);
             let Some(i) = pick else {
                 if is_async {
-                    // No room for async tasks anywhere: none behind fits.
+                    // No room for async tasks anywhere (and a plain task
+                    // ahead needs an idle worker, which there is not).
                     break;
                 }
                 plain_waits = true;
-                k += 1;
                 continue;
             };
             let task = st.tasks.get_mut(&id).expect("checked above");
@@ -497,7 +513,11 @@ impl Engine {
                     slot.plain += usize::from(!is_async);
                     slot.assigned.push(id);
                     slot.given += 1;
-                    st.backlog.remove(k);
+                    if is_async {
+                        st.async_q.pop_front();
+                    } else {
+                        st.plain_q.pop_front();
+                    }
                 }
                 Err(e) => {
                     let closed = e.is_closed();
@@ -696,7 +716,8 @@ impl Engine {
             }
         }
         let ids: Vec<u64> = st.tasks.keys().copied().collect();
-        st.backlog.clear();
+        st.plain_q.clear();
+        st.async_q.clear();
         for id in ids {
             self.finish(st, id, Err(err.clone()));
         }
