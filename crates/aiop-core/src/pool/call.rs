@@ -131,6 +131,16 @@ fn conjure<C: Copy + 'static>() -> C {
     // held a value of it to submit the task. A zero-sized `Copy` type has
     // exactly one value, so this is a copy of the parent's value, which
     // `Copy` allows (all pool function bounds require `Copy`).
+    //
+    // KNOWN GAP: that copy lands in another process. A closure capturing a
+    // zero-sized value whose existence vouches for state of the *parent*
+    // (a proof token with a private constructor, made after some
+    // initialisation) yields a token in the worker, where that state may
+    // not exist; code trusting the token without checking would misbehave.
+    // Function items and closures that capture nothing, the intended pool
+    // functions, carry no such value. The planned fix takes plain functions
+    // as `fn` pointers (no conjuring) and async ones through a boxed-future
+    // `fn` pointer.
     unsafe { std::mem::zeroed::<C>() }
 }
 

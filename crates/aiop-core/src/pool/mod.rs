@@ -19,7 +19,10 @@
 //!
 //! A task runs a function item or a closure that captures nothing (a
 //! capturing closure is refused at compile time): its arguments and result
-//! cross with serde (postcard). Handles (locks, queues, shared memory)
+//! cross with serde (postcard). The worker rebuilds the function from its
+//! type alone, so a closure must not capture even zero-sized values that
+//! mean something only in this process (a proof token made by an
+//! initialisation that the worker never ran). Handles (locks, queues, shared memory)
 //! cannot ride in task arguments, which travel through shared memory; give
 //! them to the workers through [`Builder::initializer`], as in Python.
 //!
