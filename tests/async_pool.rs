@@ -52,7 +52,7 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::future::Future;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
@@ -64,7 +64,7 @@ use aiop::pool::{AsyncResult, PoolError};
 use aiop::queue::Queue;
 use aiop::sync::{Barrier, Event, Semaphore};
 use aiop::{AsyncFn, Pool};
-use common::{GENEROUS, ends_within, executor_tests, park_forever, pidfd, run_all};
+use common::{GENEROUS, assert_reaped, executor_tests, join_all, park_forever, pidfd, run_all};
 use futures_lite::{Stream, StreamExt, future};
 use serde::{Deserialize, Serialize};
 
@@ -100,66 +100,14 @@ fn oks<T: Debug>(results: Vec<Result<T, PoolError>>) -> Vec<T> {
         .collect()
 }
 
-/// Polls every future until all are done (a `join_all` that needs no
-/// executor), returning their outputs in order.
-async fn join_all<F: Future + Unpin>(mut futs: Vec<F>) -> Vec<F::Output> {
-    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx: &mut Context<'_>| {
-        let mut pending = false;
-        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match Pin::new(&mut *f).poll(cx) {
-                    Poll::Ready(v) => *o = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().map(|o| o.expect("done")).collect()
-}
-
 /// This process's id (a worker's, in a task).
 fn my_pid() -> u32 {
     std::process::id()
 }
 
-fn raw_pid(pid: u32) -> rustix::process::Pid {
-    rustix::process::Pid::from_raw(pid as i32).expect("a pid")
-}
-
 /// Pidfds for the current workers of `pool` (alive: not reaped yet).
 fn worker_fds(pool: &Pool) -> Vec<(u32, OwnedFd)> {
     pool.pids().into_iter().map(|p| (p, pidfd(p))).collect()
-}
-
-/// Asserts that the process behind `fd` has ended and has been reaped (no
-/// zombie left): `waitid` on its pidfd fails with `ECHILD` once nobody is
-/// left to reap, and the pidfd cannot name a recycled pid.
-fn assert_reaped(pid: u32, fd: &OwnedFd) {
-    use rustix::process::{WaitId, WaitIdOptions, waitid};
-    assert!(
-        ends_within(fd, Duration::ZERO),
-        "worker {pid} is still running"
-    );
-    match waitid(
-        WaitId::PidFd(fd.as_fd()),
-        WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-    ) {
-        Err(rustix::io::Errno::CHILD) => {}
-        Ok(Some(_)) => panic!("worker {pid} was left as a zombie"),
-        other => panic!("worker {pid}: unexpected waitid result {other:?}"),
-    }
-    assert_eq!(
-        rustix::process::test_kill_process(raw_pid(pid)),
-        Err(rustix::io::Errno::SRCH),
-        "pid {pid} still exists"
-    );
 }
 
 /// Closes and joins `pool`, then checks that every worker it had (and

@@ -27,10 +27,8 @@ mod common;
 
 use std::cell::Cell;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use aiop::blocking::process::Process;
@@ -39,7 +37,7 @@ use aiop::blocking::sync::Event;
 use aiop::queue::{
     GetError, JoinableQueue, PutError, Queue, SimpleQueue, TryGetError, TryPutError,
 };
-use common::{GENEROUS, executor_tests};
+use common::{GENEROUS, executor_tests, join_all};
 use serde::de::DeserializeOwned;
 
 const SHORT: Duration = Duration::from_millis(20);
@@ -50,34 +48,6 @@ fn child() -> aiop::blocking::process::Builder {
 
 fn join_ok<R: DeserializeOwned>(p: &mut Process<R>) -> R {
     p.join_timeout(GENEROUS).expect("the child succeeds")
-}
-
-/// Polls every future until all are done (a join_all that needs no
-/// executor), returning their outputs in order.
-async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut futs: Vec<Option<Pin<Box<F>>>> = futs.into_iter().map(|f| Some(Box::pin(f))).collect();
-    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx: &mut Context<'_>| {
-        let mut pending = false;
-        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
-            if let Some(fut) = f {
-                match fut.as_mut().poll(cx) {
-                    Poll::Ready(v) => {
-                        *o = Some(v);
-                        *f = None;
-                    }
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().map(|o| o.expect("done")).collect()
 }
 
 /// A small xorshift generator: random short timeouts without a crate.

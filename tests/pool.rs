@@ -12,7 +12,7 @@ aiop::test_support!();
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -23,7 +23,8 @@ use aiop::blocking::process::{self, StartMethod};
 use aiop::blocking::queue::Queue;
 use aiop::blocking::sync::Lock;
 use common::{
-    GENEROUS, blocked_in, ends_within, park_forever, pidfd, set_and_wake, until, wait_nonzero,
+    GENEROUS, assert_reaped, blocked_in, park_forever, pidfd, raw_pid, set_and_wake, until,
+    wait_nonzero,
 };
 use serde::{Deserialize, Serialize};
 
@@ -81,39 +82,9 @@ fn join(pool: &Pool) {
     within("join", move || p.join()).unwrap();
 }
 
-fn raw_pid(pid: u32) -> rustix::process::Pid {
-    rustix::process::Pid::from_raw(pid as i32).expect("a pid")
-}
-
 /// Pidfds for `pids` (live workers of this process: not yet reaped).
 fn pidfds(pids: &[u32]) -> Vec<(u32, OwnedFd)> {
     pids.iter().map(|&p| (p, pidfd(p))).collect()
-}
-
-/// Asserts that the process behind `fd` has ended and was reaped: not even
-/// a zombie is left. The pidfd cannot name a recycled pid, and `waitid` on
-/// it fails with `ECHILD` once nobody is left to reap (it would reap a
-/// zombie, and report a live process as not ended). Also, as Python's
-/// tests check: `kill(pid, 0)` fails with `ESRCH`.
-fn assert_reaped(pid: u32, fd: &OwnedFd) {
-    use rustix::process::{WaitId, WaitIdOptions, waitid};
-    assert!(
-        ends_within(fd, Duration::ZERO),
-        "worker {pid} is still running"
-    );
-    match waitid(
-        WaitId::PidFd(fd.as_fd()),
-        WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
-    ) {
-        Err(rustix::io::Errno::CHILD) => {}
-        Ok(Some(_)) => panic!("worker {pid} was left as a zombie"),
-        other => panic!("worker {pid}: unexpected waitid result {other:?}"),
-    }
-    assert_eq!(
-        rustix::process::test_kill_process(raw_pid(pid)),
-        Err(rustix::io::Errno::SRCH),
-        "pid {pid} still exists"
-    );
 }
 
 /// Kills this worker process with `SIGKILL`.

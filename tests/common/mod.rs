@@ -325,3 +325,64 @@ where
         .await
     }
 }
+
+/// The pid as rustix takes it.
+pub fn raw_pid(pid: u32) -> rustix::process::Pid {
+    rustix::process::Pid::from_raw(pid as i32).expect("a pid")
+}
+
+/// Asserts that the process behind `fd` has ended and was reaped: not even
+/// a zombie is left. The pidfd cannot name a recycled pid, and `waitid` on
+/// it fails with `ECHILD` once nobody is left to reap (it would reap a
+/// zombie, and report a live process as not ended). Also, as Python's
+/// tests check: `kill(pid, 0)` fails with `ESRCH`.
+pub fn assert_reaped(pid: u32, fd: &OwnedFd) {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    use std::os::fd::AsFd;
+    assert!(
+        ends_within(fd, Duration::ZERO),
+        "worker {pid} is still running"
+    );
+    match waitid(
+        WaitId::PidFd(fd.as_fd()),
+        WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+    ) {
+        Err(rustix::io::Errno::CHILD) => {}
+        Ok(Some(_)) => panic!("worker {pid} was left as a zombie"),
+        other => panic!("worker {pid}: unexpected waitid result {other:?}"),
+    }
+    assert_eq!(
+        rustix::process::test_kill_process(raw_pid(pid)),
+        Err(rustix::io::Errno::SRCH),
+        "pid {pid} still exists"
+    );
+}
+
+/// Polls every future until all are done (a join_all that needs no
+/// executor), returning their outputs in order.
+pub async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<Option<std::pin::Pin<Box<F>>>> =
+        futs.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx: &mut std::task::Context<'_>| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if let Some(fut) = f {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *o = Some(v);
+                        *f = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("done")).collect()
+}

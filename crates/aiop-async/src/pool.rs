@@ -188,9 +188,9 @@ impl Builder {
     }
 
     /// How many [`AsyncFn`] tasks each worker runs at once (default 16, as
-    /// aiomultiprocess; at most 65,536), overlapping their waits. A plain function's task
-    /// has its worker to itself, so plain tasks still go to idle workers
-    /// only.
+    /// aiomultiprocess; at most 65,536), overlapping their waits. A plain
+    /// function's task has its worker to itself, so plain tasks still go to
+    /// idle workers only.
     #[doc(alias = "childconcurrency")]
     pub fn child_concurrency(mut self, n: usize) -> Builder {
         self.concurrency = Some(n.clamp(1, MAX_CONCURRENCY));
@@ -436,9 +436,10 @@ impl Pool {
     #[doc(alias = "coro_join")]
     pub async fn join(&self) -> Result<(), PoolError> {
         let engine = self.engine().clone();
-        engine.close();
-        let owner = OwnerGuard::new(&engine);
-        engine.set_join(owner.id);
+        let owner = OwnerGuard {
+            id: engine.new_joiner(),
+            engine: &engine,
+        };
         wait_owner(&engine, owner.id).await;
         drop(owner);
         for p in engine.finish_workers() {
@@ -463,15 +464,6 @@ impl Pool {
 struct OwnerGuard<'a> {
     engine: &'a Engine,
     id: u64,
-}
-
-impl<'a> OwnerGuard<'a> {
-    fn new(engine: &'a Engine) -> OwnerGuard<'a> {
-        OwnerGuard {
-            id: engine.new_owner(),
-            engine,
-        }
-    }
 }
 
 impl Drop for OwnerGuard<'_> {
@@ -744,11 +736,7 @@ impl<S, R> Unpin for MapStream<S, R> {}
 /// The worker of an async pool: takes up to `concurrency` tasks at once and
 /// runs them on one thread, async ones interleaved at their awaits.
 fn async_worker(args: WorkerArgs) {
-    // Held until this process ends: its end is what the parent watches.
-    match args.life.lock() {
-        Ok(g) => g.leak(),
-        Err(d) => d.into_inner().leak(),
-    }
+    args.hold_life();
     let tasks = crate::queue::Queue::from(args.tasks.clone());
     let results = crate::queue::Queue::from(args.results.clone());
     let concurrency = (args.concurrency as usize).max(1);

@@ -337,6 +337,14 @@ fn push_result<R: Serialize>(out: &mut Vec<u8>, r: &R) {
     }
 }
 
+/// Appends an item's outcome: its result, or the message of its panic.
+fn push_outcome<R: Serialize>(out: &mut Vec<u8>, outcome: Result<R, String>) {
+    match outcome {
+        Ok(r) => push_result(out, &r),
+        Err(m) => push_msg(out, PANICKED, &m),
+    }
+}
+
 /// A reply failing every item of `args` with `msg`.
 fn failed_all(args: &[u8], msg: &str) -> Vec<u8> {
     let n = Items::new(args).map_or(1, |i| i.left);
@@ -356,10 +364,10 @@ fn run_sync<C: Callee>(args: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(arg) = items.next::<C::Arg>() {
         match arg {
-            Ok(a) => match catch_unwind(AssertUnwindSafe(|| f.call(a))) {
-                Ok(r) => push_result(&mut out, &r),
-                Err(p) => push_msg(&mut out, PANICKED, &panic_message(&*p)),
-            },
+            Ok(a) => {
+                let r = catch_unwind(AssertUnwindSafe(|| f.call(a)));
+                push_outcome(&mut out, r.map_err(|p| panic_message(&*p)));
+            }
             Err(m) => push_msg(&mut out, FAILED, &m),
         }
     }
@@ -376,13 +384,13 @@ fn run_async<C: AsyncCallee>(args: Vec<u8>) -> LocalFuture {
         let mut out = Vec::new();
         while let Some(arg) = items.next::<C::Arg>() {
             match arg {
-                Ok(a) => match catch_unwind(AssertUnwindSafe(|| f.call(a))) {
-                    Ok(fut) => match (CatchUnwind { fut }).await {
-                        Ok(r) => push_result(&mut out, &r),
-                        Err(m) => push_msg(&mut out, PANICKED, &m),
-                    },
-                    Err(p) => push_msg(&mut out, PANICKED, &panic_message(&*p)),
-                },
+                Ok(a) => {
+                    let r = match catch_unwind(AssertUnwindSafe(|| f.call(a))) {
+                        Ok(fut) => CatchUnwind { fut }.await,
+                        Err(p) => Err(panic_message(&*p)),
+                    };
+                    push_outcome(&mut out, r);
+                }
                 Err(m) => push_msg(&mut out, FAILED, &m),
             }
         }

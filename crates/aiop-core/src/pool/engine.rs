@@ -419,23 +419,6 @@ impl Engine {
         Ok(id)
     }
 
-    /// Withdraws a task that is still in the backlog; `false` when it has
-    /// been handed to a worker already (or is done).
-    pub fn withdraw(&self, owner: u64, id: u64) -> bool {
-        let mut st = self.lock();
-        let waiting = matches!(st.tasks.get(&id), Some(t) if t.owner == owner && t.msg.is_some());
-        if waiting {
-            st.tasks.remove(&id);
-            st.plain_q.retain(|&b| b != id);
-            st.async_q.retain(|&b| b != id);
-            if let Some(o) = st.owners.get_mut(&owner) {
-                o.pending -= 1;
-            }
-            self.wake_joiners(&mut st);
-        }
-        waiting
-    }
-
     /// Hands backlog tasks to workers with room, idlest first, in order of
     /// submission within each kind.
     ///
@@ -899,22 +882,26 @@ impl Engine {
         }
     }
 
-    /// Makes `owner` wait for every task of the pool.
-    pub fn set_join(&self, owner: u64) {
-        if let Some(o) = self.lock().owners.get_mut(&owner) {
-            o.join = true;
-        }
+    /// Closes the pool and returns a new owner that waits for every task of
+    /// the pool (for `join`).
+    pub fn new_joiner(&self) -> u64 {
+        let mut st = self.lock();
+        st.closed = true;
+        let id = st.next_id;
+        st.next_id += 1;
+        st.owners.insert(
+            id,
+            Owner {
+                join: true,
+                ..Owner::default()
+            },
+        );
+        id
     }
 
     /// No new tasks from now on; workers exit once the backlog is done.
     pub fn close(&self) {
         self.lock().closed = true;
-    }
-
-    /// Whether `close` (or a failure) happened.
-    pub fn is_closed(&self) -> bool {
-        let st = self.lock();
-        st.closed || st.failure.is_some()
     }
 
     /// After every task is done: closes the task rings, so that each worker
@@ -1009,11 +996,7 @@ pub fn sync_worker(args: WorkerArgs) {
     let Some(image) = crate::process::same_image() else {
         return;
     };
-    // Held until this process ends: its end is what the parent watches.
-    match args.life.lock() {
-        Ok(g) => g.leak(),
-        Err(d) => d.into_inner().leak(),
-    }
+    args.hold_life();
     let mut taken = 0u64;
     while args.max_tasks == 0 || taken < args.max_tasks {
         let Ok(task) = args.tasks.get() else {
@@ -1035,6 +1018,16 @@ pub fn sync_worker(args: WorkerArgs) {
 }
 
 impl WorkerArgs {
+    /// Takes this worker's life lock for the rest of the process: its
+    /// release, by the kernel at the process's end, is what the parent
+    /// watches. Called first thing by a worker.
+    pub fn hold_life(&self) {
+        match self.life.lock() {
+            Ok(g) => g.leak(),
+            Err(d) => d.into_inner().leak(),
+        }
+    }
+
     /// Runs a synchronous task; its reply. For async workers.
     pub fn run_sync(task: &TaskMsg) -> ResultMsg {
         let body = match crate::process::same_image() {

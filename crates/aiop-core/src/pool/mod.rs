@@ -348,9 +348,7 @@ impl Pool {
     /// None yet; the `Result` leaves room for reporting workers that could
     /// not be reaped.
     pub fn join(&self) -> Result<(), PoolError> {
-        self.engine.close();
-        let owner = self.engine.new_owner();
-        self.engine.set_join(owner);
+        let owner = self.engine.new_joiner();
         let _ = self.engine.wait_blocking(owner, None);
         self.engine.drop_owner(owner);
         for mut p in self.engine.finish_workers() {
