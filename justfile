@@ -21,9 +21,10 @@ doc:
 bench *PREFIXES:
     cargo run --release -p aiop-bench -- {{PREFIXES}}
 
-# aiop-bench and the Python anchors in one run, for same-run ratios
-compare:
-    crates/aiop-bench/compare.sh
+# aiop against the floors, the Rust peers and the Python anchors, one run, one table
+# (`just compare --rounds 5`, `just compare --quick`)
+compare *ARGS:
+    cargo run --release -p aiop-bench --bin aiop-compare -- {{ARGS}}
 
 # fuzz a connection target (`frames` or `handshake`) for 5 minutes; needs `cargo install
 # cargo-fuzz`; runs on the stable toolchain through RUSTC_BOOTSTRAP (cargo fuzz passes nightly

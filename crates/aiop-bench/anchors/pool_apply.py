@@ -11,9 +11,9 @@ and the time from creating such a pool to its first result (aiop-bench's
 ``pool/start``), for AioPool with the fork and spawn contexts and for
 aiomultiprocess (spawn).
 
-Prints one JSON line per measurement, as ``../shared/anchors/python/bench.py``
+Prints one JSON line per measurement, as ``bench.py`` beside it
 does: median and p99 in microseconds. Needs aioprocessing 2.0.1 and
-aiomultiprocess 0.9.1 (``compare.sh`` installs them into a venv).
+aiomultiprocess 0.9.1 (``aiop-compare`` installs them into a venv).
 
 Usage: pool_apply.py [--iters 2000] [--amp-iters 100] [--start-reps 5]
 """

@@ -99,3 +99,58 @@ pub(crate) fn waiters_10k(results: &mut Results) {
     );
     results.value("async/waiters_10k_threads", "threads", added as f64, None);
 }
+
+/// `async/event_pingpong`: `event/pingpong` with this process awaiting
+/// `Event::wait` on `futures_lite::future::block_on` (the child uses the
+/// blocking API); round trip in µs.
+pub(crate) fn event_pingpong(results: &mut Results) {
+    let ping = Event::new().expect("event");
+    let pong = Event::new().expect("event");
+    let n = crate::report::iters(200) * 100;
+    let warm = n / 20;
+    let mut child = Builder::new()
+        .start_method(StartMethod::FORK_SERVER)
+        .spawn(
+            crate::sync::event_child,
+            (
+                ping.as_blocking().clone(),
+                pong.as_blocking().clone(),
+                (warm + n) as u64,
+                true,
+            ),
+        )
+        .expect("spawn");
+    results.latency_n("async/event_pingpong", warm, n, || {
+        block_on(async {
+            ping.set();
+            pong.wait().await;
+            pong.clear();
+        });
+    });
+    child.join().expect("join");
+}
+
+/// `async/pipe_pingpong`: `pipe/pingpong` with this process awaiting
+/// `send` and `recv` of an async `Connection` on
+/// `futures_lite::future::block_on` (the child uses the blocking API);
+/// round trip in µs.
+pub(crate) fn pipe_pingpong(results: &mut Results) {
+    let (here, there) = aiop_core::connection::pipe(true).expect("pipe");
+    let here = aiop_async::connection::Connection::new(here).expect("async connection");
+    let n = crate::report::iters(200) * 100;
+    let warm = n / 20;
+    let mut child = Builder::new()
+        .start_method(StartMethod::FORK_SERVER)
+        .spawn(crate::pipe::echo_child, (there, (warm + n) as u64))
+        .expect("spawn");
+    let mut i = 0u64;
+    results.latency_n("async/pipe_pingpong", warm, n, || {
+        block_on(async {
+            here.send(&i).await.expect("send");
+            let back: u64 = here.recv().await.expect("recv");
+            debug_assert_eq!(back, i);
+        });
+        i += 1;
+    });
+    child.join().expect("join");
+}

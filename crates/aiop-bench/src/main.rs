@@ -52,6 +52,7 @@ const BENCHES: &[Bench] = &[
     ("floor/spin_pingpong", sync::spin_pingpong),
     ("event/pingpong", sync::event_pingpong),
     ("event/pingpong_nospin", sync::event_pingpong_nospin),
+    ("async/event_pingpong", asyncs::event_pingpong),
     ("floor/lock_uncontended", sync::floor_lock_uncontended),
     ("lock/uncontended", sync::lock_uncontended),
     ("async/lock_uncontended", asyncs::lock_uncontended),
@@ -59,6 +60,7 @@ const BENCHES: &[Bench] = &[
     ("lock/contended_2proc", sync::lock_contended),
     ("floor/socketpair_pingpong", pipe::socketpair_pingpong),
     ("pipe/pingpong", pipe::pipe_pingpong),
+    ("async/pipe_pingpong", asyncs::pipe_pingpong),
     ("queue/pingpong", queue::queue_pingpong),
     ("queue/pingpong_nospin", queue::queue_pingpong_nospin),
     ("async/queue_pingpong", async_queue::queue_pingpong),
@@ -107,6 +109,16 @@ const RATIOS: &[(&str, &str, &str)] = &[
         "ratio/event/pingpong_nospin:floor/futex_pingpong",
         "event/pingpong_nospin",
         "floor/futex_pingpong",
+    ),
+    (
+        "ratio/async/event_pingpong:event/pingpong",
+        "async/event_pingpong",
+        "event/pingpong",
+    ),
+    (
+        "ratio/async/pipe_pingpong:pipe/pingpong",
+        "async/pipe_pingpong",
+        "pipe/pingpong",
     ),
     (
         "ratio/lock/uncontended:floor/lock_uncontended",

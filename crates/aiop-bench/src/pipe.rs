@@ -43,7 +43,7 @@ pub(crate) fn socketpair_pingpong(results: &mut Results) {
     reap(child);
 }
 
-fn echo_child((conn, rounds): (Connection, u64)) {
+pub(crate) fn echo_child((conn, rounds): (Connection, u64)) {
     pin_child();
     for _ in 0..rounds {
         let x: u64 = conn.recv().expect("child recv");

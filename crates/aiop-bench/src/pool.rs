@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use aiop_core::pool::Pool;
 use aiop_core::process::StartMethod;
 
-use crate::report::{Results, env_usize, iters, pin_child};
+use crate::report::{Results, env_usize, iters, pin_child, unpin_inherited};
 
 /// The pool function of the maps.
 fn double(x: u64) -> u64 {
@@ -26,11 +26,13 @@ fn double(x: u64) -> u64 {
 /// process pinned to one CPU would otherwise turn off for itself); and, for
 /// a one-worker pool (`pin`), the worker pinned to the CPU after the
 /// benchmark's when `AIOP_BENCH_PIN` is set, as a two-process benchmark's
-/// child.
+/// child. The workers of a larger pool undo the pinning they inherited.
 fn init_worker(pin: bool) {
     aiop_core::sync::set_spinning(true);
     if pin {
         pin_child();
+    } else {
+        unpin_inherited();
     }
 }
 

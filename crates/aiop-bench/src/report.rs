@@ -102,6 +102,33 @@ pub(crate) fn pin_from_env() {
     pin_to(cpu);
 }
 
+/// In a worker of a pool of several processes: undoes the pinning it
+/// inherited from the benchmark (`AIOP_BENCH_PIN`), so that the workers
+/// spread over the machine's CPUs as the scheduler places them instead of
+/// sharing the parent's one.
+#[allow(unsafe_code)]
+pub(crate) fn unpin_inherited() {
+    if std::env::var_os("AIOP_BENCH_PIN").is_none() {
+        return;
+    }
+    // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sysconf only reads a system setting.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
+    for cpu in 0..online.min(libc::CPU_SETSIZE as usize) {
+        // SAFETY: CPU_SET writes one bit inside `set`, for an index below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is this process.
+    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(
+        r,
+        0,
+        "sched_setaffinity: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
 #[allow(unsafe_code)]
 fn pin_to(cpu: usize) {
     // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set.

@@ -123,7 +123,7 @@ pub(crate) fn spin_pingpong(results: &mut Results) {
     reap(child);
 }
 
-fn event_child((ping, pong, rounds, spin): (Event, Event, u64, bool)) {
+pub(crate) fn event_child((ping, pong, rounds, spin): (Event, Event, u64, bool)) {
     pin_child();
     aiop_core::sync::set_spinning(spin);
     for _ in 0..rounds {
