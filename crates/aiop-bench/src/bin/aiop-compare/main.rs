@@ -11,7 +11,7 @@
 //! enter aiop's build) and a Python virtual environment under
 //! `target/anchor-venv` with the anchors' libraries. Then it runs every
 //! system once per round, the systems interleaved (each round starts one
-//! system further on), for `--rounds` rounds (default 3), and prints the
+//! system further on), for `--rounds` rounds (default 5), and prints the
 //! median of the rounds for each workload and system, with aiop's cost
 //! relative to the best floor and to the best peer. A system that cannot be
 //! built or run here (no `python3`, a peer that fails to build, a run that
@@ -50,7 +50,7 @@ const USAGE: &str = "usage: aiop-compare [--rounds N] [--quick] [--no-pin] [--sk
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        rounds: 3,
+        rounds: 5,
         knobs: Knobs {
             pin: true,
             quick: false,
