@@ -1,6 +1,6 @@
 //! Connections against the socket floor, in the same run.
 //!
-//! The floor is the anchors' `unix-rtt` (`../shared/anchors/rust-peers`):
+//! The floor is the anchors' `unix-rtt` (`crates/aiop-bench/peers`):
 //! 8-byte messages ping-ponged over a `UnixStream` pair between this process
 //! and a forked child, with no framing and no encoding. `pipe/pingpong` does
 //! the same round trip with a duplex aiop `Pipe`: a framed, postcard-encoded

@@ -1,6 +1,6 @@
 //! Locks and events against the futex floors, in the same run.
 //!
-//! The floors are the anchors' (`../shared/anchors/rust-peers`): a bare
+//! The floors are the anchors' (`crates/aiop-bench/peers`): a bare
 //! futex ping-pong between two processes through shared memory, and a bare
 //! three-state futex mutex, each measured here so that aiop's figures can
 //! be quoted as same-run ratios.
