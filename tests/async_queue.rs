@@ -448,3 +448,51 @@ fn a_handle_converts_both_ways_and_travels_to_a_child() {
     assert_eq!(q.get_blocking().unwrap(), 4);
     assert_eq!(q.maxsize(), 3);
 }
+
+// ---------------------------------------------------------------------------
+// The wake-once protocol of the epoch words
+
+fn echo_sleeping((ping, pong, n): (blocking::Queue<u32>, blocking::Queue<u32>, u32)) {
+    aiop::blocking::sync::set_spinning(false);
+    for _ in 0..n {
+        let v = ping.get().unwrap();
+        pong.put(v + 1).unwrap();
+    }
+}
+
+/// With spinning off in both processes, every hand-over goes to a waiter
+/// that armed the epoch word and sleeps: in the child a blocking `get`, in
+/// this process an async `get` (through the watcher) and a blocking one in
+/// turn, on the same queues. Only the first waker of each sleep makes the
+/// wake-up call, so a lost wake-up would stall the exchange: every answer
+/// arrives before the deadline.
+#[test]
+fn armed_sleepers_blocking_and_async_in_turn_lose_no_wakeup() {
+    aiop::blocking::sync::set_spinning(false);
+    const N: u32 = 2000;
+    let ping = Queue::<u32>::new(0).unwrap();
+    let pong = Queue::<u32>::new(0).unwrap();
+    let mut p = child()
+        .spawn(
+            echo_sleeping,
+            (ping.as_blocking().clone(), pong.as_blocking().clone(), N),
+        )
+        .unwrap();
+    for i in 0..N {
+        if i % 2 == 0 {
+            futures_lite::future::block_on(async {
+                ping.put(i).await.unwrap();
+                let v = or_timeout(pong.get(), GENEROUS)
+                    .await
+                    .expect("the answer arrives")
+                    .unwrap();
+                assert_eq!(v, i + 1);
+            });
+        } else {
+            ping.put_blocking(i).unwrap();
+            assert_eq!(pong.get_timeout_blocking(GENEROUS).unwrap(), i + 1);
+        }
+    }
+    join_ok(&mut p);
+    aiop::blocking::sync::set_spinning(true);
+}

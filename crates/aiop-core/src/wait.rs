@@ -27,11 +27,38 @@ use crate::arena::Slot;
 use crate::shm::Segment;
 use crate::sys::robust::{TID_MASK, WAITERS};
 
+/// The low bit of an epoch word under the wake-once protocol: set by a
+/// waiter about to sleep on the word's value, cleared by the first waker,
+/// which alone makes the `FUTEX_WAKE` call. The epoch counts in steps of 2.
+///
+/// Without it, every change made while a waiter's count is raised costs a
+/// system call, and the count stays raised until the woken waiter runs
+/// again: tens of microseconds on a loaded or virtual machine, during which
+/// a fast producer would make a call per item.
+pub(crate) const ARMED: u32 = 1;
+
+/// Whether to wake after moving an epoch word on: the waker's step of the
+/// wake-once protocol. Adds 2 to the epoch and clears [`ARMED`] in one
+/// atomic step; returns whether the bit was set (a waiter sleeps on the old
+/// value, or is about to).
+pub(crate) fn advance_armed(word: &AtomicU32) -> bool {
+    let prev = word
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |cur| {
+            Some((cur & !ARMED).wrapping_add(2))
+        })
+        .unwrap_or_else(|cur| cur);
+    prev & ARMED != 0
+}
+
 /// How wakers learn that a watched word has waiters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Announce {
     /// A waiter count at this byte offset of the segment.
     Sleepers(usize),
+    /// A waiter count at this byte offset, and the [`ARMED`] bit of the
+    /// watched word (an epoch that counts in steps of 2): wakers make the
+    /// wake-up call only when they find the bit set, and clear it.
+    ArmedSleepers(usize),
     /// The `WAITERS` bit of a robust lock word.
     WaitersBit,
 }
@@ -85,9 +112,10 @@ impl Watch {
         }
     }
 
-    /// Watches a word of any segment (a queue's control page) with the
-    /// waiter count at byte `sleepers` of the same segment.
-    pub(crate) fn counted_at(
+    /// Watches an epoch word of any segment (a queue's control page) with
+    /// the waiter count at byte `sleepers` of the same segment and the
+    /// wake-once protocol of [`ARMED`].
+    pub(crate) fn armed_at(
         seg: &Segment,
         offset: usize,
         expected: u32,
@@ -99,7 +127,7 @@ impl Watch {
             _slot: None,
             offset,
             expected,
-            announce: Announce::Sleepers(sleepers),
+            announce: Announce::ArmedSleepers(sleepers),
             wakes_one,
             announced: false,
         }
@@ -158,6 +186,24 @@ impl Watch {
                 self.announced = true;
                 self.word().load(Ordering::SeqCst) == self.expected
             }
+            Announce::ArmedSleepers(at) => {
+                self.seg.atomic_u32(at).fetch_add(1, Ordering::SeqCst);
+                self.announced = true;
+                let cur = self.word().load(Ordering::SeqCst);
+                if cur | ARMED != self.expected | ARMED {
+                    return false;
+                }
+                if cur & ARMED == 0
+                    && self
+                        .word()
+                        .compare_exchange(cur, cur | ARMED, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_err()
+                {
+                    return false;
+                }
+                self.expected = cur | ARMED;
+                true
+            }
             Announce::WaitersBit => {
                 let w = self.expected;
                 if w & TID_MASK == 0 {
@@ -185,7 +231,7 @@ impl Watch {
     /// wake-up at most). Dropping the watch does the same.
     pub fn retract(&mut self) {
         if std::mem::take(&mut self.announced) {
-            if let Announce::Sleepers(at) = self.announce {
+            if let Announce::Sleepers(at) | Announce::ArmedSleepers(at) = self.announce {
                 self.seg.atomic_u32(at).fetch_sub(1, Ordering::SeqCst);
             }
         }
@@ -256,7 +302,27 @@ pub fn wait_any(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::{ARMED, advance_armed};
     use crate::sync::Event;
+
+    #[test]
+    fn only_the_waker_that_disarms_makes_the_call() {
+        let word = AtomicU32::new(8 | ARMED);
+        assert!(advance_armed(&word), "a waiter armed the word: wake it");
+        assert_eq!(
+            word.load(Ordering::SeqCst),
+            10,
+            "epoch moved on, bit cleared"
+        );
+        assert!(!advance_armed(&word), "nobody re-armed it: no call");
+        assert_eq!(word.load(Ordering::SeqCst), 12, "the epoch still moves on");
+        // The epoch wraps without touching the bit.
+        let word = AtomicU32::new(u32::MAX);
+        assert!(advance_armed(&word));
+        assert_eq!(word.load(Ordering::SeqCst), 0);
+    }
 
     #[test]
     fn a_watched_slot_is_not_reused_while_the_watch_lives() {

@@ -57,7 +57,7 @@ use crate::object::{self, Kind};
 use crate::sync::lock::RawLock;
 use crate::sync::{LOCK_SPIN, SPIN, Sleepers, anyone_sleeping, sleep, spin, wake_all};
 use crate::sys::robust::{OWNER_DIED, TID_MASK};
-use crate::wait::Watch;
+use crate::wait::{ARMED, Watch, advance_armed};
 
 /// The control page before the ring.
 const CONTROL: usize = 4096;
@@ -278,7 +278,7 @@ impl Ring {
         self.u32_at(CLOSED).store(1, Ordering::SeqCst);
         for e in [Epoch::Avail, Epoch::Space] {
             let (word, _) = e.words();
-            self.u32_at(word).fetch_add(1, Ordering::SeqCst);
+            advance_armed(self.u32_at(word));
             wake_all(self.u32_at(word));
         }
     }
@@ -287,8 +287,11 @@ impl Ring {
     /// a SeqCst store or read-modify-write (see [`Sleepers`]).
     pub(super) fn notify(&self, epoch: Epoch) {
         let (word, sleepers) = epoch.words();
-        if anyone_sleeping(self.u32_at(sleepers)) {
-            self.u32_at(word).fetch_add(1, Ordering::SeqCst);
+        // Wake once per sleep: a waiter arms the word before it sleeps, and
+        // only the waker that disarms it makes the call. The others only
+        // move the epoch on, which a waiter about to arm notices (its
+        // compare-exchange fails) before it could sleep on a stale value.
+        if anyone_sleeping(self.u32_at(sleepers)) && advance_armed(self.u32_at(word)) {
             wake_all(self.u32_at(word));
         }
     }
@@ -318,7 +321,16 @@ impl Ring {
             if ready() {
                 return true;
             }
-            if !sleep(word, seen, deadline) {
+            // Arm the word for the waker (see `notify`); a failed exchange
+            // means the epoch moved on: look again.
+            if seen & ARMED == 0
+                && word
+                    .compare_exchange(seen, seen | ARMED, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_err()
+            {
+                continue;
+            }
+            if !sleep(word, seen | ARMED, deadline) {
                 return ready();
             }
         }
@@ -330,7 +342,7 @@ impl Ring {
         let (word, sleepers) = epoch.words();
         let seg = self.put_lock.slot().segment();
         let now = self.u32_at(word).load(Ordering::SeqCst);
-        Watch::counted_at(seg, word, now, sleepers, false)
+        Watch::armed_at(seg, word, now, sleepers, false)
     }
 
     /// For the async layer: spins as briefly as a blocking waiter does
