@@ -1,15 +1,17 @@
-//! The async synchronization primitives: the cost of an uncontended
-//! `lock().await`, and of serving 10,000 parked tasks.
+//! The async layer: the cost of an uncontended `lock().await`, of serving
+//! 10,000 parked tasks, and the async ping-pongs (event, queue, pipe) against
+//! the blocking ones and the floors, in the same run.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use aiop_async::queue::Queue;
 use aiop_async::sync::{Event, Lock};
 use aiop_core::process::{Builder, StartMethod};
 use futures_lite::future::{self, block_on};
 
-use crate::report::{Results, pin_child};
+use crate::report::{Results, iters, pin_child};
 use crate::sync::per_op;
 
 /// `async/lock_uncontended`: `Lock::lock().await` + guard drop on
@@ -106,7 +108,7 @@ pub(crate) fn waiters_10k(results: &mut Results) {
 pub(crate) fn event_pingpong(results: &mut Results) {
     let ping = Event::new().expect("event");
     let pong = Event::new().expect("event");
-    let n = crate::report::iters(200) * 100;
+    let n = iters(200) * 100;
     let warm = n / 20;
     let mut child = Builder::new()
         .start_method(StartMethod::FORK_SERVER)
@@ -130,6 +132,37 @@ pub(crate) fn event_pingpong(results: &mut Results) {
     child.join().expect("join");
 }
 
+/// `async/queue_pingpong`: a `u64` there and back through two queues
+/// between this process, awaiting `put` and `get` on
+/// `futures_lite::future::block_on`, and a fork-server child using the
+/// blocking API; round trip in µs.
+pub(crate) fn queue_pingpong(results: &mut Results) {
+    let ping = Queue::<u64>::new(0).expect("queue");
+    let pong = Queue::<u64>::new(0).expect("queue");
+    let n = iters(200) * 100;
+    let warm = n / 20;
+    let mut child = Builder::new()
+        .start_method(StartMethod::FORK_SERVER)
+        .spawn(
+            crate::queue::pong_child,
+            (
+                ping.as_blocking().clone(),
+                pong.as_blocking().clone(),
+                (warm + n) as u64,
+                true,
+            ),
+        )
+        .expect("spawn");
+    let mut i = 0u64;
+    results.latency_n("async/queue_pingpong", warm, n, || {
+        block_on(async {
+            ping.put(i).await.expect("put");
+            i = pong.get().await.expect("get");
+        });
+    });
+    child.join().expect("join");
+}
+
 /// `async/pipe_pingpong`: `pipe/pingpong` with this process awaiting
 /// `send` and `recv` of an async `Connection` on
 /// `futures_lite::future::block_on` (the child uses the blocking API);
@@ -137,7 +170,7 @@ pub(crate) fn event_pingpong(results: &mut Results) {
 pub(crate) fn pipe_pingpong(results: &mut Results) {
     let (here, there) = aiop_core::connection::pipe(true).expect("pipe");
     let here = aiop_async::connection::Connection::new(here).expect("async connection");
-    let n = crate::report::iters(200) * 100;
+    let n = iters(200) * 100;
     let warm = n / 20;
     let mut child = Builder::new()
         .start_method(StartMethod::FORK_SERVER)

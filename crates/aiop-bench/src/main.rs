@@ -26,7 +26,6 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
-mod async_queue;
 mod asyncs;
 mod floor;
 mod pipe;
@@ -63,7 +62,7 @@ const BENCHES: &[Bench] = &[
     ("async/pipe_pingpong", asyncs::pipe_pingpong),
     ("queue/pingpong", queue::queue_pingpong),
     ("queue/pingpong_nospin", queue::queue_pingpong_nospin),
-    ("async/queue_pingpong", async_queue::queue_pingpong),
+    ("async/queue_pingpong", asyncs::queue_pingpong),
     ("async/waiters_10k", asyncs::waiters_10k),
     ("floor/ring_throughput_64B", queue::floor_ring_64b),
     ("queue/throughput_64B", queue::throughput_64b),
@@ -211,6 +210,11 @@ fn main() {
     aiop_core::init();
     floor::exit_if_noop_child();
     report::pin_from_env();
+    // Spinning on, aiop's default on a machine of several CPUs, which the
+    // pinning above would turn off for this process: every benchmark then
+    // starts from the same setting whichever ran before it (those that
+    // measure without spinning turn it off and back on).
+    aiop_core::sync::set_spinning(true);
     let prefixes: Vec<String> = std::env::args().skip(1).collect();
     let selected =
         |name: &str| prefixes.is_empty() || prefixes.iter().any(|p| name.starts_with(p.as_str()));

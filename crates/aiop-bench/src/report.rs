@@ -82,59 +82,51 @@ impl Results {
 /// parent's when `AIOP_BENCH_PIN` is set (as the anchors' `PIN=1` puts the
 /// parent on CPU 0 and the child on CPU 1), so that each has a core.
 pub(crate) fn pin_child() {
-    if let Ok(cpu) = std::env::var("AIOP_BENCH_PIN") {
-        let cpu: usize = cpu.parse().expect("AIOP_BENCH_PIN takes a CPU number");
-        // The machine's CPUs, not this (pinned) process's.
-        // SAFETY: sysconf only reads a system setting.
-        #[allow(unsafe_code)]
-        let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
-        pin_to((cpu + 1) % online);
+    if let Some(cpu) = pin_env() {
+        set_affinity(&[(cpu + 1) % online_cpus()]);
     }
 }
 
 /// Pins this process to the CPU named by `AIOP_BENCH_PIN`, if set.
-#[allow(unsafe_code)]
 pub(crate) fn pin_from_env() {
-    let Ok(cpu) = std::env::var("AIOP_BENCH_PIN") else {
-        return;
-    };
-    let cpu: usize = cpu.parse().expect("AIOP_BENCH_PIN takes a CPU number");
-    pin_to(cpu);
+    if let Some(cpu) = pin_env() {
+        set_affinity(&[cpu]);
+    }
 }
 
 /// In a worker of a pool of several processes: undoes the pinning it
 /// inherited from the benchmark (`AIOP_BENCH_PIN`), so that the workers
 /// spread over the machine's CPUs as the scheduler places them instead of
 /// sharing the parent's one.
-#[allow(unsafe_code)]
 pub(crate) fn unpin_inherited() {
-    if std::env::var_os("AIOP_BENCH_PIN").is_none() {
-        return;
+    if pin_env().is_some() {
+        let all: Vec<usize> = (0..online_cpus()).collect();
+        set_affinity(&all);
     }
-    // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: sysconf only reads a system setting.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as usize;
-    for cpu in 0..online.min(libc::CPU_SETSIZE as usize) {
-        // SAFETY: CPU_SET writes one bit inside `set`, for an index below CPU_SETSIZE.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is this process.
-    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    assert_eq!(
-        r,
-        0,
-        "sched_setaffinity: {}",
-        std::io::Error::last_os_error()
-    );
 }
 
+fn pin_env() -> Option<usize> {
+    let cpu = std::env::var("AIOP_BENCH_PIN").ok()?;
+    Some(cpu.parse().expect("AIOP_BENCH_PIN takes a CPU number"))
+}
+
+/// The machine's CPUs (not this possibly pinned process's).
 #[allow(unsafe_code)]
-fn pin_to(cpu: usize) {
+fn online_cpus() -> usize {
+    // SAFETY: sysconf only reads a system setting.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    (online.max(1) as usize).min(libc::CPU_SETSIZE as usize)
+}
+
+/// Restricts this process to `cpus` (each below `online_cpus()`).
+#[allow(unsafe_code)]
+fn set_affinity(cpus: &[usize]) {
     // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: CPU_SET writes one bit inside `set`, for a CPU index it bounds-checks.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    for &cpu in cpus {
+        // SAFETY: CPU_SET writes one bit inside `set`, for a CPU index it bounds-checks.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
     // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is this process.
     let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     assert_eq!(

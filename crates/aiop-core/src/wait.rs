@@ -50,6 +50,18 @@ pub(crate) fn advance_armed(word: &AtomicU32) -> bool {
     prev & ARMED != 0
 }
 
+/// The waiter's step of the wake-once protocol: arms `word`, which held
+/// `seen` when the waiter last looked. Returns the value to sleep on, or
+/// `None` when the epoch moved on meanwhile (look again).
+pub(crate) fn arm(word: &AtomicU32, seen: u32) -> Option<u32> {
+    if seen & ARMED != 0 {
+        return Some(seen);
+    }
+    word.compare_exchange(seen, seen | ARMED, Ordering::SeqCst, Ordering::SeqCst)
+        .ok()
+        .map(|_| seen | ARMED)
+}
+
 /// How wakers learn that a watched word has waiters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Announce {
@@ -193,16 +205,13 @@ impl Watch {
                 if cur | ARMED != self.expected | ARMED {
                     return false;
                 }
-                if cur & ARMED == 0
-                    && self
-                        .word()
-                        .compare_exchange(cur, cur | ARMED, Ordering::SeqCst, Ordering::SeqCst)
-                        .is_err()
-                {
-                    return false;
+                match arm(self.word(), cur) {
+                    Some(armed) => {
+                        self.expected = armed;
+                        true
+                    }
+                    None => false,
                 }
-                self.expected = cur | ARMED;
-                true
             }
             Announce::WaitersBit => {
                 let w = self.expected;
@@ -304,7 +313,7 @@ pub fn wait_any(
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    use super::{ARMED, advance_armed};
+    use super::{ARMED, advance_armed, arm};
     use crate::sync::Event;
 
     #[test]
@@ -318,6 +327,17 @@ mod tests {
         );
         assert!(!advance_armed(&word), "nobody re-armed it: no call");
         assert_eq!(word.load(Ordering::SeqCst), 12, "the epoch still moves on");
+        // A waiter arms the value it saw; one that saw an old epoch must
+        // look again instead of sleeping.
+        assert_eq!(arm(&word, 12), Some(12 | ARMED));
+        assert_eq!(arm(&word, 12 | ARMED), Some(12 | ARMED), "armed already");
+        assert!(advance_armed(&word));
+        assert_eq!(arm(&word, 12), None, "the epoch moved on to 14");
+        assert_eq!(
+            word.load(Ordering::SeqCst),
+            14,
+            "a failed arm changes nothing"
+        );
         // The epoch wraps without touching the bit.
         let word = AtomicU32::new(u32::MAX);
         assert!(advance_armed(&word));

@@ -57,7 +57,7 @@ use crate::object::{self, Kind};
 use crate::sync::lock::RawLock;
 use crate::sync::{LOCK_SPIN, SPIN, Sleepers, anyone_sleeping, sleep, spin, wake_all};
 use crate::sys::robust::{OWNER_DIED, TID_MASK};
-use crate::wait::{ARMED, Watch, advance_armed};
+use crate::wait::{Watch, advance_armed, arm};
 
 /// The control page before the ring.
 const CONTROL: usize = 4096;
@@ -321,16 +321,12 @@ impl Ring {
             if ready() {
                 return true;
             }
-            // Arm the word for the waker (see `notify`); a failed exchange
-            // means the epoch moved on: look again.
-            if seen & ARMED == 0
-                && word
-                    .compare_exchange(seen, seen | ARMED, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_err()
-            {
+            // Arm the word for the waker (see `notify`); if the epoch moved
+            // on meanwhile, look again.
+            let Some(armed) = arm(word, seen) else {
                 continue;
-            }
-            if !sleep(word, seen | ARMED, deadline) {
+            };
+            if !sleep(word, armed, deadline) {
                 return ready();
             }
         }

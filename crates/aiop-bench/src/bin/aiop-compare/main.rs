@@ -98,7 +98,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
-/// One line about the machine: CPUs, model, kernel, memory, load.
+/// The machine: CPUs, model, memory, kernel and compiler (read once).
 fn machine() -> String {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let cpuinfo = read("/proc/cpuinfo");
@@ -115,18 +115,20 @@ fn machine() -> String {
         .find_map(|l| l.strip_prefix("MemTotal:"))
         .and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1_048_576.0);
-    let load = read("/proc/loadavg");
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     let rustc = std::process::Command::new("rustc")
         .arg("--version")
         .output()
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    format!(
-        "{cpus} CPUs ({model}), {mem_gib:.0} GiB, Linux {kernel}, {rustc}, load {}",
-        load.join(" ")
-    )
+    format!("{cpus} CPUs ({model}), {mem_gib:.0} GiB, Linux {kernel}, {rustc}")
+}
+
+/// The load average now (it changes over a run).
+fn load() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!("load {}", load.join(" "))
 }
 
 fn main() {
@@ -139,7 +141,8 @@ fn main() {
     };
     let paths = Paths::new();
     let started = Instant::now();
-    println!("# aiop-compare on {}", machine());
+    let machine = machine();
+    println!("# aiop-compare on {machine}, {}", load());
     println!(
         "# {} round(s){}{}",
         args.rounds,
@@ -191,7 +194,7 @@ fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut raw = String::new();
-    let _ = writeln!(raw, "# {}", machine());
+    let _ = writeln!(raw, "# {machine}, {}", load());
     let mut samples = table::Samples::default();
     let mut failures: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     // The longest run (the Python anchors) takes about 45 s here.
@@ -239,7 +242,7 @@ fn main() {
 
     let table = table::render(catalog::ROWS, &samples, args.rounds);
     let mut report = String::new();
-    let _ = writeln!(report, "Measured on {}.", machine());
+    let _ = writeln!(report, "Measured on {machine}, {} at the end.", load());
     let _ = writeln!(
         report,
         "Median of {} round(s); aiop's range over the rounds in parentheses. \
