@@ -57,7 +57,7 @@
 
 pub use aiop_async::pool::{AsyncFn, Pool, PoolError};
 pub use aiop_async::{
-    arena, connection, futex, named, pool, process, queue, shared, shm, sync, transfer,
+    arena, connection, futex, manager, named, pool, process, queue, shared, shm, sync, transfer,
 };
 pub use aiop_core::{init, test_support};
 

@@ -177,6 +177,17 @@ impl Connection {
         self.get_ref().max_message_size()
     }
 
+    /// Waits until the socket has room to write (the manager's sender).
+    pub(crate) async fn wait_writable(&self) -> io::Result<()> {
+        self.inner.writable().await
+    }
+
+    /// Registers `cx` for the socket's next readability (the manager's
+    /// reply reader).
+    pub(crate) fn poll_readable(&self, cx: &mut std::task::Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_readable(cx)
+    }
+
     /// Sends `value` as one message, with the descriptors of any handles in
     /// it (aioprocessing's `coro_send`).
     ///

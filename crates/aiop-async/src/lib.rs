@@ -28,6 +28,7 @@
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod connection;
+pub mod manager;
 pub mod pool;
 pub mod process;
 pub mod queue;
