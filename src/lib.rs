@@ -50,6 +50,7 @@
 //! | `Queue`, `SimpleQueue`, `JoinableQueue` (and `AioQueue.coro_get` ...) | [`queue`] |
 //! | `Pipe`, `connection.Listener`, `Client`, `wait` | [`connection`] |
 //! | `Pool`, `AioPool.coro_map`, `aiomultiprocess.Pool` | [`Pool`], [`pool`] ([`AsyncFn`] for async workers) |
+//! | `Manager`, `SyncManager`, `BaseManager.register`, proxies, `RemoteError` | [`manager`] |
 //!
 //! docs/python-migration.md in the repository maps every name.
 #![forbid(unsafe_code)]

@@ -28,6 +28,7 @@
 
 mod asyncs;
 mod floor;
+mod manager;
 mod pipe;
 mod pool;
 mod queue;
@@ -75,6 +76,8 @@ const BENCHES: &[Bench] = &[
     ("pool/start", pool::start),
     ("async/pool_apply_rtt", pool::async_apply_rtt),
     ("async/pool_map_chunk1", pool::async_map_chunk1),
+    ("manager/dict_get", manager::dict_get),
+    ("async/manager_dict_get", manager::async_dict_get),
 ];
 
 /// Ratios printed when both sides ran: (name, numerator, denominator).
@@ -203,6 +206,19 @@ const RATIOS: &[(&str, &str, &str)] = &[
         "ratio/pool/start:spawn_join/spawn",
         "pool/start",
         "spawn_join/spawn",
+    ),
+    // A manager call is a request and a reply over a Unix socket, as a
+    // pipe round trip is a message each way: the ratio is what the call's
+    // encoding and the server's dispatch add.
+    (
+        "ratio/manager/dict_get:pipe/pingpong",
+        "manager/dict_get",
+        "pipe/pingpong",
+    ),
+    (
+        "ratio/async/manager_dict_get:manager/dict_get",
+        "async/manager_dict_get",
+        "manager/dict_get",
     ),
 ];
 

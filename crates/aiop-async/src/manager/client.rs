@@ -410,6 +410,10 @@ impl Client {
             }
             d = lock(&self.demux);
             d.busy = false;
+            // A blocking caller that waited while this task read may take
+            // over the socket (it blocks in the receive; this task only
+            // watches readiness).
+            self.replied.notify_all();
             let mut undos = Vec::new();
             for g in got {
                 undos.extend(self.deliver(&mut d, g));

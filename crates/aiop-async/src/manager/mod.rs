@@ -11,10 +11,11 @@
 //! unrelated process that knows the authkey.
 //!
 //! ```no_run
-//! use aiop_async::manager::Manager;
+//! use aiop_async::manager::{DictProxy, Manager, QueueProxy};
+//! use aiop_async::process::Process;
 //!
-//! fn worker((counts, jobs): (aiop_async::manager::DictProxy<String, u64>,
-//!                            aiop_async::manager::QueueProxy<String>)) {
+//! // Counts the words it takes from `jobs` until it takes `None`.
+//! fn worker((counts, jobs): (DictProxy<String, u64>, QueueProxy<Option<String>>)) {
 //!     while let Some(word) = jobs.get_blocking().unwrap() {
 //!         let n = counts.get_blocking(&word).unwrap().unwrap_or(0);
 //!         counts.insert_blocking(&word, &(n + 1)).unwrap();
@@ -26,7 +27,14 @@
 //!     let manager = Manager::start()?;
 //!     let counts = manager.dict_blocking::<String, u64>()?;
 //!     let jobs = manager.queue_blocking::<Option<String>>(0)?;
-//!     # let _ = (counts, jobs);
+//!     let mut child = Process::spawn(worker, (counts.clone(), jobs.clone()))?;
+//!     for word in ["a", "b", "a"] {
+//!         jobs.put_blocking(&Some(word.to_string()))?;
+//!     }
+//!     jobs.put_blocking(&None)?;
+//!     child.join_blocking()?;
+//!     assert_eq!(counts.get_blocking(&"a".to_string())?, Some(2));
+//!     manager.shutdown_blocking()?;
 //!     Ok(())
 //! }
 //! ```
@@ -81,7 +89,7 @@ use aiop_core::connection::{self as core, Address};
 use aiop_core::process::StartMethod;
 
 pub use error::{ManagerError, RemoteError};
-pub use proxy::Proxy;
+pub use proxy::{Proxy, ProxyType};
 pub use served::{Builtins, Call, CallError, ClientId, Monitor, Registry, Served, Types};
 pub use server::Server;
 pub use types::*;
@@ -462,6 +470,85 @@ impl Manager {
             args,
         })?;
         self.proxy_from(kind, &reply)
+    }
+
+    /// Binds `name` on the server to `proxy`'s object, which then lives at
+    /// least as long as the name; a name bound before is rebound. Another
+    /// process that [`connect`](Manager::connect)s by address finds it with
+    /// [`lookup`](Manager::lookup): the Rust form of registering a
+    /// `get_queue` callable in Python.
+    ///
+    /// Returns whether the name was bound before.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::NO_SUCH_OBJECT`] when the object is gone;
+    /// [`ManagerError::ServerGone`].
+    pub async fn publish<P: ProxyType>(&self, name: &str, proxy: &P) -> Result<bool, ManagerError> {
+        let object = Some(proxy.as_proxy().id());
+        let name = name.to_string();
+        decode_result(&self.request(|id| Request::Publish { id, name, object }).await?)
+    }
+
+    /// [`publish`](Manager::publish), blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Manager::publish).
+    pub fn publish_blocking<P: ProxyType>(&self, name: &str, proxy: &P) -> Result<bool, ManagerError> {
+        let object = Some(proxy.as_proxy().id());
+        let name = name.to_string();
+        decode_result(&self.request_blocking(|id| Request::Publish { id, name, object })?)
+    }
+
+    /// Removes the name `name` (the object lives on while proxies refer to
+    /// it). Returns whether it was bound.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::ServerGone`].
+    pub fn unpublish_blocking(&self, name: &str) -> Result<bool, ManagerError> {
+        let name = name.to_string();
+        decode_result(&self.request_blocking(|id| Request::Publish {
+            id,
+            name,
+            object: None,
+        })?)
+    }
+
+    fn found<P: ProxyType>(&self, reply: &[u8]) -> Result<Option<P>, ManagerError> {
+        let Some((object, kind)) = decode_result::<Option<(u64, String)>>(reply)? else {
+            return Ok(None);
+        };
+        let proxy = Proxy::from_handle(Handle {
+            client: self.client.clone(),
+            object,
+            kind,
+        });
+        P::from_proxy(proxy).map(Some)
+    }
+
+    /// The object published as `name`, as a `P` (`None`: no such name).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Decode`] when the object is not of `P`'s type (use
+    /// [`Proxy`] to take any); [`ManagerError::ServerGone`].
+    pub async fn lookup<P: ProxyType>(&self, name: &str) -> Result<Option<P>, ManagerError> {
+        let name = name.to_string();
+        let reply = self.request(|id| Request::Lookup { id, name }).await?;
+        self.found(&reply)
+    }
+
+    /// [`lookup`](Manager::lookup), blocking.
+    ///
+    /// # Errors
+    ///
+    /// As [`lookup`](Manager::lookup).
+    pub fn lookup_blocking<P: ProxyType>(&self, name: &str) -> Result<Option<P>, ManagerError> {
+        let name = name.to_string();
+        let reply = self.request_blocking(|id| Request::Lookup { id, name })?;
+        self.found(&reply)
     }
 
     /// How many objects the server holds and how many clients are connected

@@ -43,6 +43,17 @@ pub(crate) enum Request {
     Adopt { object: u64, token: u128 },
     /// The type name of `object` (postcard `String`), and whether it lives.
     Describe { id: u64, object: u64 },
+    /// Binds `name` to `object` (holding a reference of the server's own),
+    /// or removes the name (`None`); the reply is `bool`: whether the name
+    /// was bound before.
+    Publish {
+        id: u64,
+        name: String,
+        object: Option<u64>,
+    },
+    /// The object bound to `name`, as postcard `Option<(u64, String)>` (id
+    /// and type); a found object gains a reference of this connection.
+    Lookup { id: u64, name: String },
     /// How many objects the server holds and how many clients are connected
     /// (postcard `(u64, u64)`).
     Stats { id: u64 },

@@ -262,6 +262,37 @@ impl Proxy {
     }
 }
 
+/// A proxy type: [`Proxy`] itself or a typed one ([`DictProxy`](super::DictProxy),
+/// [`QueueProxy`](super::QueueProxy), ...), for the methods that hand out
+/// proxies of any type ([`Manager::lookup`](super::Manager::lookup)).
+pub trait ProxyType: Sized {
+    /// The served type's name (`None` for [`Proxy`], which takes any).
+    const KIND: Option<&'static str>;
+
+    /// Wraps an untyped proxy.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Decode`] when the proxy refers to an object of
+    /// another type.
+    fn from_proxy(proxy: Proxy) -> Result<Self, ManagerError>;
+
+    /// The untyped proxy.
+    fn as_proxy(&self) -> &Proxy;
+}
+
+impl ProxyType for Proxy {
+    const KIND: Option<&'static str> = None;
+
+    fn from_proxy(proxy: Proxy) -> Result<Proxy, ManagerError> {
+        Ok(proxy)
+    }
+
+    fn as_proxy(&self) -> &Proxy {
+        self
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Wire {
     address: String,
@@ -363,6 +394,20 @@ macro_rules! typed_proxy {
             /// Whether `other` refers to the same served object.
             pub fn same_as(&self, other: &Self) -> bool {
                 self.proxy.same_as(&other.proxy)
+            }
+        }
+
+        impl<$($g),*> $crate::manager::ProxyType for $name<$($g),*> {
+            const KIND: Option<&'static str> = Some($kind);
+
+            fn from_proxy(
+                proxy: $crate::manager::Proxy,
+            ) -> Result<Self, $crate::manager::ManagerError> {
+                $name::from_proxy(proxy)
+            }
+
+            fn as_proxy(&self) -> &$crate::manager::Proxy {
+                &self.proxy
             }
         }
 

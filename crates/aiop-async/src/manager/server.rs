@@ -75,6 +75,8 @@ struct Objects {
     transit: HashMap<u128, u64>,
     /// Tokens adopted before their `Lend` arrived (on another connection).
     early: HashSet<u128>,
+    /// Published names; each holds a reference.
+    names: HashMap<String, u64>,
 }
 
 struct Entry {
@@ -129,6 +131,7 @@ impl Server {
                 live: HashMap::new(),
                 transit: HashMap::new(),
                 early: HashSet::new(),
+                names: HashMap::new(),
             }),
             clients: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
@@ -224,6 +227,7 @@ impl Shared {
         let dropped: Vec<Entry> = {
             let mut objects = lock(&self.objects);
             objects.transit.clear();
+            objects.names.clear();
             objects.live.drain().map(|(_, e)| e).collect()
         };
         drop(dropped);
@@ -495,6 +499,25 @@ fn handle(shared: &Arc<Shared>, client: &Arc<Client>, request: Request) -> bool 
                 .map(|(_, kind)| protocol::encode(&*kind).expect("a string encodes"));
             reply(client, id, result);
         }
+        Request::Publish { id, name, object } => {
+            let result = publish(shared, &name, object);
+            reply(client, id, result);
+        }
+        Request::Lookup { id, name } => {
+            let found = {
+                let mut objects = lock(&shared.objects);
+                let oid = objects.names.get(&name).copied();
+                match oid.and_then(|o| objects.live.get_mut(&o).map(|e| (o, e))) {
+                    Some((oid, e)) => {
+                        e.refs += 1;
+                        *lock(&client.state).refs.entry(oid).or_default() += 1;
+                        Some((oid, e.kind.to_string()))
+                    }
+                    None => None,
+                }
+            };
+            reply(client, id, Ok(protocol::encode(&found).expect("ids and names encode")));
+        }
         Request::Stats { id } => {
             let objects = lock(&shared.objects).live.len() as u64;
             let clients = lock(&shared.clients).len() as u64;
@@ -569,6 +592,26 @@ fn call(
             )),
         );
     }
+}
+
+/// Binds (or unbinds) a published name.
+fn publish(shared: &Shared, name: &str, object: Option<u64>) -> Result<Vec<u8>, RemoteError> {
+    let old = {
+        let mut objects = lock(&shared.objects);
+        if let Some(oid) = object {
+            let Some(e) = objects.live.get_mut(&oid) else {
+                return Err(no_such_object(oid));
+            };
+            e.refs += 1;
+            objects.names.insert(name.to_string(), oid)
+        } else {
+            objects.names.remove(name)
+        }
+    };
+    if let Some(old) = old {
+        shared.release(old);
+    }
+    Ok(protocol::encode(&old.is_some()).expect("a bool encodes"))
 }
 
 fn finish(done: Result<Vec<u8>, CallError>) -> Result<Vec<u8>, RemoteError> {
