@@ -83,7 +83,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 static CLIENTS: Mutex<Vec<Weak<Client>>> = Mutex::new(Vec::new());
 
 impl Client {
-    fn new(conn: core::Connection, address: &Address, authkey: Option<&[u8]>) -> io::Result<Arc<Client>> {
+    fn new(
+        conn: core::Connection,
+        address: &Address,
+        authkey: Option<&[u8]>,
+    ) -> io::Result<Arc<Client>> {
         let client = Arc::new(Client {
             conn: Connection::new(conn)?,
             pid: std::process::id(),
@@ -100,20 +104,29 @@ impl Client {
     }
 
     /// Connects to the manager at `address`, blocking.
-    pub(crate) fn connect_blocking(address: &Address, authkey: Option<&[u8]>) -> Result<Arc<Client>, ManagerError> {
+    pub(crate) fn connect_blocking(
+        address: &Address,
+        authkey: Option<&[u8]>,
+    ) -> Result<Arc<Client>, ManagerError> {
         let conn = core::client(address, authkey)?;
         Ok(Client::new(conn, address, authkey)?)
     }
 
     /// Connects to the manager at `address`.
-    pub(crate) async fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Arc<Client>, ManagerError> {
+    pub(crate) async fn connect(
+        address: &Address,
+        authkey: Option<&[u8]>,
+    ) -> Result<Arc<Client>, ManagerError> {
         let conn = crate::connection::client(address, authkey).await?;
         Ok(Client::new(conn.into_core(), address, authkey)?)
     }
 
     /// A live client of this process for `address` and `authkey`, or a new
     /// one (blocking to connect).
-    pub(crate) fn shared(address: &Address, authkey: Option<&[u8]>) -> Result<Arc<Client>, ManagerError> {
+    pub(crate) fn shared(
+        address: &Address,
+        authkey: Option<&[u8]>,
+    ) -> Result<Arc<Client>, ManagerError> {
         let pid = std::process::id();
         let found = lock(&CLIENTS).iter().filter_map(Weak::upgrade).find(|c| {
             c.pid == pid && &c.address == address && c.authkey.as_deref() == authkey && !c.is_gone()
@@ -170,7 +183,11 @@ impl Client {
     }
 
     /// Sends `request` (whose id is `id`) and blocks until its reply.
-    pub(crate) fn call_blocking(&self, id: u64, request: &Request) -> Result<Vec<u8>, ManagerError> {
+    pub(crate) fn call_blocking(
+        &self,
+        id: u64,
+        request: &Request,
+    ) -> Result<Vec<u8>, ManagerError> {
         self.check_ours()?;
         {
             let mut d = lock(&self.demux);
@@ -265,7 +282,10 @@ impl Client {
                 self.replied.notify_all();
             }
             Err(RecvError::Closed) => {
-                self.end(d, "the manager closed the connection (it shut down or exited)".into());
+                self.end(
+                    d,
+                    "the manager closed the connection (it shut down or exited)".into(),
+                );
             }
             Err(e) => self.end(d, format!("receiving from the manager failed: {e}")),
         }

@@ -44,6 +44,10 @@ impl RemoteError {
     /// A value the method cannot accept (Python's `ValueError`), such as a
     /// bounded semaphore released past its bound.
     pub const INVALID_VALUE: &'static str = "InvalidValue";
+    /// A barrier was broken (aborted, reset, or a waiter timed out, was
+    /// cancelled or died) while the call waited on it, or before (Python's
+    /// `BrokenBarrierError`).
+    pub const BROKEN_BARRIER: &'static str = "BrokenBarrier";
 
     /// An error of `kind` with `message`.
     pub fn new(kind: impl Into<String>, message: impl Into<String>) -> RemoteError {
@@ -126,7 +130,10 @@ impl fmt::Display for ManagerError {
             ManagerError::Io(e) => write!(f, "manager connection: {e}"),
             ManagerError::Encode(e) => write!(f, "an argument did not serialize: {e}"),
             ManagerError::Decode(e) => {
-                write!(f, "the manager's result did not decode as the proxy's type: {e}")
+                write!(
+                    f,
+                    "the manager's result did not decode as the proxy's type: {e}"
+                )
             }
         }
     }

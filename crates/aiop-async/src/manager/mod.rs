@@ -61,7 +61,7 @@
 //! Python's operators; each process keeps one connection per manager and
 //! pipelines its calls on it (Python opens one per thread); a client whose
 //! process dies gives back the locks it held; cancelling an async call
-//! loses nothing.
+//! that waits (a queue's `get`, a lock's `acquire`) loses nothing.
 //!
 //! # Implementation
 //!
@@ -110,8 +110,11 @@ pub struct Manager {
     owned: Option<Owned>,
 }
 
+/// The server's process, as this process started it.
+type ServerProcess = crate::process::Process<Result<(), String>>;
+
 enum Owned {
-    Process(Mutex<Option<crate::process::Process<Result<(), String>>>>),
+    Process(Mutex<Option<Box<ServerProcess>>>),
     Local(Server),
 }
 
@@ -249,7 +252,11 @@ impl Builder {
 
     fn address_or_default(&self) -> Address {
         self.address.clone().unwrap_or_else(|| {
-            let name = format!("aiop-manager-{}-{}", std::process::id(), hex(&random_bytes(8)));
+            let name = format!(
+                "aiop-manager-{}-{}",
+                std::process::id(),
+                hex(&random_bytes(8))
+            );
             Address::Abstract(name.into_bytes())
         })
     }
@@ -320,7 +327,7 @@ impl Builder {
         };
         Ok(Manager {
             client,
-            owned: Some(Owned::Process(Mutex::new(Some(process)))),
+            owned: Some(Owned::Process(Mutex::new(Some(Box::new(process))))),
         })
     }
 
@@ -352,7 +359,11 @@ impl Builder {
     pub fn server(&self) -> std::io::Result<Server> {
         let mut registry = Registry::with_builtins();
         (self.register)(&mut registry);
-        Server::bind(&self.address_or_default(), self.authkey.as_deref(), registry)
+        Server::bind(
+            &self.address_or_default(),
+            self.authkey.as_deref(),
+            registry,
+        )
     }
 }
 
@@ -380,7 +391,10 @@ impl Manager {
     /// [`ManagerError::Io`]: refused, unreachable, or an
     /// [`AuthenticationError`](crate::connection::AuthenticationError) when
     /// the keys differ.
-    pub async fn connect(address: &Address, authkey: Option<&[u8]>) -> Result<Manager, ManagerError> {
+    pub async fn connect(
+        address: &Address,
+        authkey: Option<&[u8]>,
+    ) -> Result<Manager, ManagerError> {
         Ok(Manager {
             client: Client::connect(address, authkey).await?,
             owned: None,
@@ -445,7 +459,11 @@ impl Manager {
     /// [`RemoteError::NO_SUCH_TYPE`] when `kind` is not registered;
     /// [`RemoteError::BAD_ARGUMENTS`] when `args` is not what it takes; the
     /// type's own errors; [`ManagerError::ServerGone`].
-    pub async fn create<A: Serialize + ?Sized>(&self, kind: &str, args: &A) -> Result<Proxy, ManagerError> {
+    pub async fn create<A: Serialize + ?Sized>(
+        &self,
+        kind: &str,
+        args: &A,
+    ) -> Result<Proxy, ManagerError> {
         let args = protocol::encode(args).map_err(|e| ManagerError::Encode(e.to_string()))?;
         let reply = self
             .request(|id| Request::Create {
@@ -462,7 +480,11 @@ impl Manager {
     /// # Errors
     ///
     /// As [`create`](Manager::create).
-    pub fn create_blocking<A: Serialize + ?Sized>(&self, kind: &str, args: &A) -> Result<Proxy, ManagerError> {
+    pub fn create_blocking<A: Serialize + ?Sized>(
+        &self,
+        kind: &str,
+        args: &A,
+    ) -> Result<Proxy, ManagerError> {
         let args = protocol::encode(args).map_err(|e| ManagerError::Encode(e.to_string()))?;
         let reply = self.request_blocking(|id| Request::Create {
             id,
@@ -487,7 +509,11 @@ impl Manager {
     pub async fn publish<P: ProxyType>(&self, name: &str, proxy: &P) -> Result<bool, ManagerError> {
         let object = Some(proxy.as_proxy().id());
         let name = name.to_string();
-        decode_result(&self.request(|id| Request::Publish { id, name, object }).await?)
+        decode_result(
+            &self
+                .request(|id| Request::Publish { id, name, object })
+                .await?,
+        )
     }
 
     /// [`publish`](Manager::publish), blocking.
@@ -495,7 +521,11 @@ impl Manager {
     /// # Errors
     ///
     /// As [`publish`](Manager::publish).
-    pub fn publish_blocking<P: ProxyType>(&self, name: &str, proxy: &P) -> Result<bool, ManagerError> {
+    pub fn publish_blocking<P: ProxyType>(
+        &self,
+        name: &str,
+        proxy: &P,
+    ) -> Result<bool, ManagerError> {
         let object = Some(proxy.as_proxy().id());
         let name = name.to_string();
         decode_result(&self.request_blocking(|id| Request::Publish { id, name, object })?)
@@ -591,7 +621,9 @@ impl Manager {
     ///
     /// As [`shutdown`](Manager::shutdown).
     pub fn shutdown_blocking(&self) -> Result<(), ManagerError> {
-        let sent = self.request_blocking(|id| Request::Shutdown { id }).map(drop);
+        let sent = self
+            .request_blocking(|id| Request::Shutdown { id })
+            .map(drop);
         self.stop_owned();
         sent
     }
@@ -601,7 +633,10 @@ impl Manager {
             Some(Owned::Process(p)) => {
                 let process = p.lock().unwrap_or_else(|e| e.into_inner()).take();
                 if let Some(mut process) = process {
-                    if process.join_timeout_blocking(Duration::from_secs(10)).is_err() {
+                    if process
+                        .join_timeout_blocking(Duration::from_secs(10))
+                        .is_err()
+                    {
                         let _ = process.kill();
                         let _ = process.join_blocking();
                     }

@@ -315,8 +315,8 @@ fn random_token() -> u128 {
     // A failed getrandom leaves zeros: mix in time and a counter, so tokens
     // stay distinct within the server's life.
     static COUNT: AtomicU64 = AtomicU64::new(0);
-    let extra = u128::from(COUNT.fetch_add(1, Ordering::Relaxed))
-        ^ (u128::from(std::process::id()) << 64);
+    let extra =
+        u128::from(COUNT.fetch_add(1, Ordering::Relaxed)) ^ (u128::from(std::process::id()) << 64);
     u128::from_le_bytes(b) ^ extra
 }
 
@@ -366,6 +366,9 @@ impl<'de> Deserialize<'de> for Proxy {
 /// Implements the common parts of a typed proxy: `Clone`, `Debug`, serde
 /// (checking the served type), and the conversions to and from [`Proxy`].
 macro_rules! typed_proxy {
+    ($name:ident, $kind:expr) => {
+        typed_proxy!($name<>, $kind);
+    };
     ($name:ident <$($g:ident),*>, $kind:expr) => {
         impl<$($g),*> $name<$($g),*> {
             /// The served type's name.

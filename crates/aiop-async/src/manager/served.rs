@@ -137,10 +137,8 @@ impl CancelToken {
         }
         // Wake outside the list's lock: a waiter holds its monitor's lock
         // when it registers, and waking takes that lock.
-        let waiting: Vec<Arc<dyn Wake>> = lock(&self.waiting)
-            .iter()
-            .map(|(_, w)| w.clone())
-            .collect();
+        let waiting: Vec<Arc<dyn Wake>> =
+            lock(&self.waiting).iter().map(|(_, w)| w.clone()).collect();
         for w in waiting {
             w.wake();
         }
@@ -373,11 +371,13 @@ impl Call<'_> {
         let key = NEXT_WAIT.fetch_add(1, Ordering::Relaxed);
         lock(&token.waiting).push((key, monitor.inner.clone() as Arc<dyn Wake>));
         let outcome = loop {
-            if ready(&mut guard) {
-                break Ok(true);
-            }
+            // Interruption first: a cancelled call takes nothing released
+            // after its `Cancel` was handled.
             if let Some(e) = token.interrupted() {
                 break Err(e);
+            }
+            if ready(&mut guard) {
+                break Ok(true);
             }
             match deadline {
                 None => {

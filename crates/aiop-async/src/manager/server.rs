@@ -213,8 +213,7 @@ impl Shared {
         drop(lock(&self.stop_write).take());
         let clients: Vec<Arc<Client>> = lock(&self.clients).values().cloned().collect();
         for c in &clients {
-            let waiting: Vec<Arc<CancelToken>> =
-                lock(&c.state).waiting.values().cloned().collect();
+            let waiting: Vec<Arc<CancelToken>> = lock(&c.state).waiting.values().cloned().collect();
             for t in waiting {
                 t.shut_down();
             }
@@ -516,12 +515,20 @@ fn handle(shared: &Arc<Shared>, client: &Arc<Client>, request: Request) -> bool 
                     None => None,
                 }
             };
-            reply(client, id, Ok(protocol::encode(&found).expect("ids and names encode")));
+            reply(
+                client,
+                id,
+                Ok(protocol::encode(&found).expect("ids and names encode")),
+            );
         }
         Request::Stats { id } => {
             let objects = lock(&shared.objects).live.len() as u64;
             let clients = lock(&shared.clients).len() as u64;
-            reply(client, id, Ok(protocol::encode(&(objects, clients)).expect("numbers encode")));
+            reply(
+                client,
+                id,
+                Ok(protocol::encode(&(objects, clients)).expect("numbers encode")),
+            );
         }
         Request::Shutdown { id } => {
             reply(client, id, Ok(protocol::encode(&()).expect("unit encodes")));
@@ -546,7 +553,9 @@ fn call(
         Err(e) => return reply(client, id, Err(e)),
     };
     let received = Instant::now();
-    match run(client, object, &*served, &method, owner, &args, received, None) {
+    match run(
+        client, object, &*served, &method, owner, &args, received, None,
+    ) {
         Err(CallError(Fault::MustBlock)) => {}
         done => return reply(client, id, finish(done)),
     }

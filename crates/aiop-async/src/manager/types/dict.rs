@@ -36,7 +36,10 @@ struct DictState {
 impl DictState {
     fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Option<Vec<u8>> {
         if let Some(seq) = self.index.get(&key) {
-            let slot = self.order.get_mut(seq).expect("indexed entries are ordered");
+            let slot = self
+                .order
+                .get_mut(seq)
+                .expect("indexed entries are ordered");
             return Some(std::mem::replace(&mut slot.1, value));
         }
         let seq = self.next;
@@ -52,7 +55,10 @@ impl DictState {
     }
 
     fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
-        self.index.get(key).and_then(|seq| self.order.get(seq)).map(|(_, v)| v)
+        self.index
+            .get(key)
+            .and_then(|seq| self.order.get(seq))
+            .map(|(_, v)| v)
     }
 }
 
@@ -74,12 +80,12 @@ impl Served for Dict {
             }
             "setdefault" => {
                 let (k, v): (Vec<u8>, Vec<u8>) = call.args()?;
+                // The stored value's own encoding is the result.
                 if let Some(old) = d.get(&k) {
-                    return call.reply(old);
+                    return Ok(old.clone());
                 }
-                let reply = call.reply(&v);
-                d.insert(k, v);
-                reply
+                d.insert(k, v.clone());
+                Ok(v)
             }
             "update" => {
                 let items: Vec<(Vec<u8>, Vec<u8>)> = call.args()?;
@@ -154,7 +160,9 @@ fn list<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, ManagerError> {
         .collect()
 }
 
-fn pairs<K: DeserializeOwned, V: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<(K, V)>, ManagerError> {
+fn pairs<K: DeserializeOwned, V: DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<Vec<(K, V)>, ManagerError> {
     decode::<Vec<(Vec<u8>, Vec<u8>)>>(bytes)?
         .iter()
         .map(|(k, v)| Ok((decode(k)?, decode(v)?)))
@@ -262,7 +270,10 @@ where
     ///
     /// As [`len`](DictProxy::len).
     pub async fn insert(&self, key: &K, value: &V) -> Result<Option<V>, ManagerError> {
-        opt(&self.proxy.call_raw("insert", pair(key, value)?, None).await?)
+        opt(&self
+            .proxy
+            .call_raw("insert", pair(key, value)?, None)
+            .await?)
     }
 
     /// [`insert`](DictProxy::insert), blocking.
@@ -299,7 +310,12 @@ where
     ///
     /// As [`len`](DictProxy::len).
     pub async fn setdefault(&self, key: &K, default: &V) -> Result<V, ManagerError> {
-        decode(&self.proxy.call_raw("setdefault", pair(key, default)?, None).await?)
+        decode(
+            &self
+                .proxy
+                .call_raw("setdefault", pair(key, default)?, None)
+                .await?,
+        )
     }
 
     /// [`setdefault`](DictProxy::setdefault), blocking.
@@ -308,7 +324,11 @@ where
     ///
     /// As [`len`](DictProxy::len).
     pub fn setdefault_blocking(&self, key: &K, default: &V) -> Result<V, ManagerError> {
-        decode(&self.proxy.call_raw_blocking("setdefault", pair(key, default)?)?)
+        decode(
+            &self
+                .proxy
+                .call_raw_blocking("setdefault", pair(key, default)?)?,
+        )
     }
 
     /// Sets every `(key, value)` of `items`, in one step (Python's
@@ -325,7 +345,12 @@ where
         K: 'a,
         V: 'a,
     {
-        decode(&self.proxy.call_raw("update", encode_items(items)?, None).await?)
+        decode(
+            &self
+                .proxy
+                .call_raw("update", encode_items(items)?, None)
+                .await?,
+        )
     }
 
     /// [`update`](DictProxy::update), blocking.
@@ -341,7 +366,11 @@ where
         K: 'a,
         V: 'a,
     {
-        decode(&self.proxy.call_raw_blocking("update", encode_items(items)?)?)
+        decode(
+            &self
+                .proxy
+                .call_raw_blocking("update", encode_items(items)?)?,
+        )
     }
 
     /// Removes and returns the entry inserted last (Python's

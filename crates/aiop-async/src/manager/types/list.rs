@@ -231,7 +231,10 @@ where
     ///
     /// As [`len`](ListProxy::len).
     pub async fn get(&self, index: usize) -> Result<Option<T>, ManagerError> {
-        opt(&self.proxy.call_raw("get", enc(&(index as u64))?, None).await?)
+        opt(&self
+            .proxy
+            .call_raw("get", enc(&(index as u64))?, None)
+            .await?)
     }
 
     /// [`get`](ListProxy::get), blocking.
@@ -286,7 +289,10 @@ where
     /// # Errors
     ///
     /// As [`len`](ListProxy::len).
-    pub async fn extend<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<(), ManagerError>
+    pub async fn extend<'a>(
+        &self,
+        items: impl IntoIterator<Item = &'a T>,
+    ) -> Result<(), ManagerError>
     where
         T: 'a,
     {
@@ -299,7 +305,10 @@ where
     /// # Errors
     ///
     /// As [`len`](ListProxy::len).
-    pub fn extend_blocking<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<(), ManagerError>
+    pub fn extend_blocking<'a>(
+        &self,
+        items: impl IntoIterator<Item = &'a T>,
+    ) -> Result<(), ManagerError>
     where
         T: 'a,
     {
@@ -314,7 +323,12 @@ where
     ///
     /// As [`len`](ListProxy::len).
     pub async fn insert(&self, index: usize, item: &T) -> Result<(), ManagerError> {
-        decode(&self.proxy.call_raw("insert", at(index, item)?, None).await?)
+        decode(
+            &self
+                .proxy
+                .call_raw("insert", at(index, item)?, None)
+                .await?,
+        )
     }
 
     /// [`insert`](ListProxy::insert), blocking.
@@ -352,7 +366,12 @@ where
     /// [`RemoteError::OUT_OF_RANGE`] when `index` is not below the length
     /// (nothing changes); as [`len`](ListProxy::len).
     pub async fn pop_at(&self, index: usize) -> Result<T, ManagerError> {
-        decode(&self.proxy.call_raw("pop_at", enc(&(index as u64))?, None).await?)
+        decode(
+            &self
+                .proxy
+                .call_raw("pop_at", enc(&(index as u64))?, None)
+                .await?,
+        )
     }
 
     /// [`pop_at`](ListProxy::pop_at), blocking.
@@ -361,7 +380,11 @@ where
     ///
     /// As [`pop_at`](ListProxy::pop_at).
     pub fn pop_at_blocking(&self, index: usize) -> Result<T, ManagerError> {
-        decode(&self.proxy.call_raw_blocking("pop_at", enc(&(index as u64))?)?)
+        decode(
+            &self
+                .proxy
+                .call_raw_blocking("pop_at", enc(&(index as u64))?)?,
+        )
     }
 
     /// Removes the first item equal to `item` (by encoding); false when

@@ -41,8 +41,6 @@ pub(crate) fn register_builtins(r: &mut Registry) {
 }
 
 /// Encodes a proxy method's argument.
-pub(crate) fn enc<T: serde::Serialize + ?Sized>(
-    value: &T,
-) -> Result<Vec<u8>, super::ManagerError> {
+pub(crate) fn enc<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, super::ManagerError> {
     super::protocol::encode(value).map_err(|e| super::ManagerError::Encode(e.to_string()))
 }

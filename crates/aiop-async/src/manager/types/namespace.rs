@@ -86,7 +86,9 @@ pub struct NamespaceProxy {
     _types: PhantomData<()>,
 }
 
-typed_proxy!(NamespaceProxy<>, KIND);
+// In braces, which rustfmt leaves alone: it would drop the `<>` the macro
+// needs for a proxy without type parameters.
+typed_proxy! { NamespaceProxy<>, KIND }
 
 fn opt<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, ManagerError> {
     match decode::<Option<Vec<u8>>>(bytes)? {
@@ -129,8 +131,17 @@ impl NamespaceProxy {
     /// [`ManagerError::Encode`] when `value` does not serialize;
     /// [`ManagerError::ServerGone`] when the server is gone; the other
     /// errors of [`Proxy::call`]. The same for the methods below.
-    pub async fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
-        decode(&self.proxy.call_raw("set", named(name, value)?, None).await?)
+    pub async fn set<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), ManagerError> {
+        decode(
+            &self
+                .proxy
+                .call_raw("set", named(name, value)?, None)
+                .await?,
+        )
     }
 
     /// [`set`](NamespaceProxy::set), blocking.
@@ -138,7 +149,11 @@ impl NamespaceProxy {
     /// # Errors
     ///
     /// As [`set`](NamespaceProxy::set).
-    pub fn set_blocking<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), ManagerError> {
+    pub fn set_blocking<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), ManagerError> {
         decode(&self.proxy.call_raw_blocking("set", named(name, value)?)?)
     }
 

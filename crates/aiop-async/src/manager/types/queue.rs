@@ -143,8 +143,8 @@ pub struct QueueProxy<T> {
 typed_proxy!(QueueProxy<T>, QUEUE);
 
 /// A proxy to a queue whose consumers mark items done, served by a manager:
-/// Python's `manager.JoinableQueue()`. It has the methods of
-/// [`QueueProxy`] (through [`queue`](JoinableQueueProxy::queue)) and
+/// Python's `manager.JoinableQueue()`. It has every method of
+/// [`QueueProxy`], with the same cancel safety, and
 /// [`task_done`](JoinableQueueProxy::task_done) / [`join`](JoinableQueueProxy::join).
 pub struct JoinableQueueProxy<T> {
     proxy: Proxy,
@@ -175,22 +175,39 @@ fn item_or_timeout<T: DeserializeOwned>(
 struct Ops<'a>(&'a Proxy);
 
 impl Ops<'_> {
-    async fn put<T: Serialize>(&self, item: &T, timeout: Option<Duration>) -> Result<bool, ManagerError> {
+    async fn put<T: Serialize>(
+        &self,
+        item: &T,
+        timeout: Option<Duration>,
+    ) -> Result<bool, ManagerError> {
         let args = enc(&(timeout, enc(item)?))?;
         bool_or_timeout(self.0.call_raw("put", args, None).await)
     }
 
-    fn put_blocking<T: Serialize>(&self, item: &T, timeout: Option<Duration>) -> Result<bool, ManagerError> {
+    fn put_blocking<T: Serialize>(
+        &self,
+        item: &T,
+        timeout: Option<Duration>,
+    ) -> Result<bool, ManagerError> {
         let args = enc(&(timeout, enc(item)?))?;
         bool_or_timeout(self.0.call_raw_blocking("put", args))
     }
 
-    async fn get<T: DeserializeOwned>(&self, timeout: Option<Duration>) -> Result<Option<T>, ManagerError> {
-        let r = self.0.call_raw("get", enc(&timeout)?, Some(("unget", None))).await;
+    async fn get<T: DeserializeOwned>(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<T>, ManagerError> {
+        let r = self
+            .0
+            .call_raw("get", enc(&timeout)?, Some(("unget", None)))
+            .await;
         item_or_timeout(r)
     }
 
-    fn get_blocking<T: DeserializeOwned>(&self, timeout: Option<Duration>) -> Result<Option<T>, ManagerError> {
+    fn get_blocking<T: DeserializeOwned>(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<T>, ManagerError> {
         item_or_timeout(self.0.call_raw_blocking("get", enc(&timeout)?))
     }
 
@@ -244,7 +261,11 @@ macro_rules! queue_methods {
         /// # Errors
         ///
         /// As [`put`](Self::put).
-        pub fn put_timeout_blocking(&self, item: &T, timeout: Duration) -> Result<bool, ManagerError> {
+        pub fn put_timeout_blocking(
+            &self,
+            item: &T,
+            timeout: Duration,
+        ) -> Result<bool, ManagerError> {
             Ops(&self.proxy).put_blocking(item, Some(timeout))
         }
 
@@ -412,7 +433,13 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     ///
     /// As [`put`](Self::put).
     pub async fn join(&self) -> Result<(), ManagerError> {
-        decode::<bool>(&self.proxy.call_raw("join", enc(&None::<Duration>)?, None).await?).map(drop)
+        decode::<bool>(
+            &self
+                .proxy
+                .call_raw("join", enc(&None::<Duration>)?, None)
+                .await?,
+        )
+        .map(drop)
     }
 
     /// [`join`](Self::join), blocking the thread.
@@ -421,7 +448,12 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     ///
     /// As [`put`](Self::put).
     pub fn join_blocking(&self) -> Result<(), ManagerError> {
-        decode::<bool>(&self.proxy.call_raw_blocking("join", enc(&None::<Duration>)?)?).map(drop)
+        decode::<bool>(
+            &self
+                .proxy
+                .call_raw_blocking("join", enc(&None::<Duration>)?)?,
+        )
+        .map(drop)
     }
 
     /// [`join`](Self::join) for at most `timeout`; false when items were
@@ -431,7 +463,12 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     ///
     /// As [`put`](Self::put).
     pub async fn join_timeout(&self, timeout: Duration) -> Result<bool, ManagerError> {
-        decode(&self.proxy.call_raw("join", enc(&Some(timeout))?, None).await?)
+        decode(
+            &self
+                .proxy
+                .call_raw("join", enc(&Some(timeout))?, None)
+                .await?,
+        )
     }
 
     /// [`join_timeout`](Self::join_timeout), blocking the thread.
@@ -470,7 +507,10 @@ impl Manager {
     /// # Errors
     ///
     /// As [`queue`](Manager::queue).
-    pub async fn joinable_queue<T>(&self, maxsize: usize) -> Result<JoinableQueueProxy<T>, ManagerError> {
+    pub async fn joinable_queue<T>(
+        &self,
+        maxsize: usize,
+    ) -> Result<JoinableQueueProxy<T>, ManagerError> {
         JoinableQueueProxy::from_proxy(self.create(JOINABLE, &(maxsize as u64)).await?)
     }
 
@@ -479,7 +519,10 @@ impl Manager {
     /// # Errors
     ///
     /// As [`queue`](Manager::queue).
-    pub fn joinable_queue_blocking<T>(&self, maxsize: usize) -> Result<JoinableQueueProxy<T>, ManagerError> {
+    pub fn joinable_queue_blocking<T>(
+        &self,
+        maxsize: usize,
+    ) -> Result<JoinableQueueProxy<T>, ManagerError> {
         JoinableQueueProxy::from_proxy(self.create_blocking(JOINABLE, &(maxsize as u64))?)
     }
 }

@@ -260,6 +260,13 @@ const MAP_ONE_PEERS: &[Source] = &[
         "ProcessPoolExecutor",
     ),
 ];
+const MANAGER_PEERS: &[Source] = &[src(
+    "python-manager",
+    "manager_dict|SyncManager().dict() d['k'], one at a time",
+    "median_us",
+    US,
+    "SyncManager dict",
+)];
 const RING_64: Source = src(
     "floor",
     "shm_spsc_ring_futex_spin0@64",
@@ -730,6 +737,20 @@ pub(crate) const ROWS: &[Row] = &[
         ],
     },
     Row {
+        workload: "manager: dict get round trip",
+        unit: Unit::Us,
+        aiop: aiop("manager/dict_get", 1.0),
+        floors: SOCKET_FLOORS,
+        peers: MANAGER_PEERS,
+    },
+    Row {
+        workload: "manager: dict get round trip, async",
+        unit: Unit::Us,
+        aiop: aiop("async/manager_dict_get", 1.0),
+        floors: SOCKET_FLOORS,
+        peers: MANAGER_PEERS,
+    },
+    Row {
         workload: "10k parked waiters: all served",
         unit: Unit::Us,
         aiop: aiop("async/waiters_10k", 1.0),
@@ -781,4 +802,64 @@ pub(crate) fn aiop_names() -> Vec<&'static str> {
     names.sort_unstable();
     names.dedup();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Format, parse};
+    use crate::systems::SYSTEMS;
+
+    #[test]
+    fn every_source_names_a_system_and_every_row_a_unique_workload() {
+        for row in ROWS {
+            assert_eq!(row.aiop.system, "aiop", "{}", row.workload);
+            for s in row.floors.iter().chain(row.peers) {
+                assert!(
+                    SYSTEMS.iter().any(|system| system.name == s.system),
+                    "{}: no system {:?}",
+                    row.workload,
+                    s.system
+                );
+            }
+            let same = ROWS.iter().filter(|r| r.workload == row.workload).count();
+            assert_eq!(same, 1, "{} is named twice", row.workload);
+        }
+    }
+
+    #[test]
+    fn the_manager_rows_read_aiop_bench_and_the_manager_anchor() {
+        let rows: Vec<&Row> = ROWS
+            .iter()
+            .filter(|r| r.workload.starts_with("manager: dict get round trip"))
+            .collect();
+        assert_eq!(rows.len(), 2);
+        // What manager_dict.py prints.
+        let anchor = parse(
+            Format::Python,
+            r#"{"workload": "manager_dict", "loop": "none", "variant": "SyncManager().dict() d['k'], one at a time", "start_method": "fork", "pinned": true, "n": 20000, "median_us": 40.92, "p99_us": 93.03}"#,
+        )
+        .expect("a record");
+        // What aiop-bench prints.
+        let blocking = parse(
+            Format::Aiop,
+            r#"{"name":"manager/dict_get","unit":"us","value":51.53,"p99":228.39,"n":20000}"#,
+        )
+        .expect("a record");
+        let awaited = parse(
+            Format::Aiop,
+            r#"{"name":"async/manager_dict_get","unit":"us","value":62.66,"p99":146.18,"n":20000}"#,
+        )
+        .expect("a record");
+        for (row, aiop) in rows.iter().zip([&blocking, &awaited]) {
+            assert_eq!(row.aiop.id, aiop.id);
+            assert!(aiop.fields.contains_key(row.aiop.field));
+            let python = row.peers.iter().find(|s| s.system == "python-manager");
+            let python = python.expect("the SyncManager anchor");
+            assert_eq!(python.id, anchor.id);
+            assert_eq!(anchor.fields[python.field], 40.92);
+        }
+        assert!(aiop_names().contains(&"manager/dict_get"));
+        assert!(aiop_names().contains(&"async/manager_dict_get"));
+    }
 }

@@ -135,6 +135,14 @@ pub(crate) const SYSTEMS: &[System] = &[
             args: &[],
         },
     },
+    System {
+        name: "python-manager",
+        what: "Python manager round trip: multiprocessing.managers.SyncManager dict (anchors/manager_dict.py)",
+        kind: Kind::Python {
+            script: "manager_dict.py",
+            args: &[],
+        },
+    },
 ];
 
 /// The repository's paths.
@@ -299,12 +307,21 @@ pub(crate) fn command(system: &System, paths: &Paths, knobs: &Knobs) -> Command 
             let mut cmd = Command::new(paths.venv().join("bin/python"));
             cmd.arg(paths.bench_dir().join("anchors").join(script))
                 .args(args)
-                .env("ANCHOR_WAITERS", "10000");
+                .env("ANCHOR_WAITERS", "10000")
+                // Only the manager anchor reads it: its client and server
+                // are placed as aiop's (the other anchors run unpinned).
+                .env("PIN", if knobs.pin { "1" } else { "0" });
             if knobs.quick {
-                if script == "bench.py" {
-                    cmd.args(["--duration", "0.3"]);
-                } else {
-                    cmd.args(["--iters", "200", "--amp-iters", "10", "--start-reps", "1"]);
+                match script {
+                    "bench.py" => {
+                        cmd.args(["--duration", "0.3"]);
+                    }
+                    "manager_dict.py" => {
+                        cmd.args(["--iters", "2000", "--warmup", "100"]);
+                    }
+                    _ => {
+                        cmd.args(["--iters", "200", "--amp-iters", "10", "--start-reps", "1"]);
+                    }
                 }
             }
             cmd
@@ -426,6 +443,35 @@ mod tests {
         assert_eq!(run.lines, ["started"]);
         let failure = run.failure.expect("a failure");
         assert!(failure.starts_with("timed out"), "{failure}");
+    }
+
+    #[test]
+    fn the_manager_anchor_is_pinned_as_aiop_and_shortened_by_quick() {
+        let system = SYSTEMS
+            .iter()
+            .find(|s| s.name == "python-manager")
+            .expect("the manager anchor");
+        let paths = Paths::new();
+        let run = |pin, quick| {
+            let cmd = command(system, &paths, &Knobs { pin, quick });
+            let args: Vec<String> = cmd
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let pin = cmd
+                .get_envs()
+                .find(|(k, _)| *k == "PIN")
+                .and_then(|(_, v)| v)
+                .map(|v| v.to_string_lossy().into_owned());
+            (args, pin)
+        };
+        let (args, pin) = run(true, false);
+        assert!(args[0].ends_with("anchors/manager_dict.py"), "{args:?}");
+        assert_eq!(args.len(), 1, "{args:?}");
+        assert_eq!(pin.as_deref(), Some("1"));
+        let (args, pin) = run(false, true);
+        assert_eq!(args[1..], ["--iters", "2000", "--warmup", "100"]);
+        assert_eq!(pin.as_deref(), Some("0"));
     }
 
     #[test]
