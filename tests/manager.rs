@@ -31,8 +31,9 @@
 //!   process (async get, acquire and wait, each known to be pending on the
 //!   server) all return an error (`ServerGone` or `Remote(SHUTTING_DOWN)`)
 //!   when the owner calls `shutdown_blocking()`; later calls fail with
-//!   `ServerGone`, a new connection is refused, and the server process has
-//!   exited and been reaped. The same when a connected client (not the
+//!   `ServerGone`, a new connection is refused, and the server process
+//!   (found by the peer credentials of its socket) has exited and been
+//!   reaped. The same when a connected client (not the
 //!   owner) shuts down a server run with `Builder::server()` +
 //!   `serve_forever()` in a child: `serve_forever` returns and the child
 //!   exits.
@@ -46,15 +47,18 @@
 //!   left in the queue are exactly the N, each once. Async `acquire()`
 //!   futures dropped the same way while a child takes and releases the lock
 //!   in a loop: the child never gets stuck, and the lock ends free.
-//!   Two deterministic cases go further: a dropped `get` (and `acquire`)
-//!   whose result the server produced after the drop must be given back
-//!   even if the dropping process makes no further call.
+//!   Two deterministic cases go further: a `get` (and an `acquire`) that
+//!   the server completed (seen through a second connection) and whose
+//!   future is then dropped with its result unread must give the item (the
+//!   lock) back although the dropping process makes no further call, so
+//!   that another process gets it. These two FAIL at present (see
+//!   `GIVEN_BACK_WITHIN`).
 //! * **Reference counting.** An object lives while a proxy to it exists in
 //!   any process: the parent drops its proxy after passing it to a child,
 //!   and the child still uses it; once every proxy is dropped
 //!   `stats_blocking()` counts 0 objects. A child SIGKILLed while holding
 //!   proxies (passed ones and objects it created itself) gives its
-//!   references back.
+//!   references back, and its connections leave the server's count.
 //! * **Remote errors.** A custom type served through `Builder::types`
 //!   returns its own `RemoteError` ("Overdrawn", "balance 5 < 10"), which
 //!   arrives with kind and message, in the parent and in a child; a panic in
@@ -938,7 +942,27 @@ executor_tests! {
 /// process should have given back: it is back at once when the undo works,
 /// so this only bounds a failure (kept well under `GENEROUS` so that the
 /// suite stays short while such a bug exists).
+///
+/// At present the two tests using it fail: the client has no reader thread,
+/// so the result of a call whose future was dropped (an item taken, a lock
+/// granted) stays unread in the socket, and its undo (`unget`, `release`)
+/// is sent only when some later call of the same process reads the
+/// connection. A process that drops such a future and then makes no manager
+/// call (it computes, or waits on something else) withholds the item or
+/// the lock from every other process until it does.
 const GIVEN_BACK_WITHIN: Duration = Duration::from_secs(5);
+
+/// A proxy to `proxy`'s object on a connection of its own, to look at the
+/// object later without reading the connection of `m` (made before the
+/// call under test: making it reads that connection).
+fn watcher<P: aiop::manager::ProxyType>(m: &Manager, proxy: &P) -> P {
+    let name = format!("watched-{}", proxy.as_proxy().id());
+    m.publish_blocking(&name, proxy).unwrap();
+    let other = Manager::connect_blocking(m.address(), m.authkey()).unwrap();
+    let watcher = other.lookup_blocking(&name).unwrap().expect("published");
+    assert!(m.unpublish_blocking(&name).unwrap());
+    watcher
+}
 
 fn get_within((q, within): (QueueProxy<u32>, Duration)) -> Result<Option<u32>, String> {
     q.get_timeout_blocking(within).map_err(|e| e.to_string())
@@ -948,15 +972,20 @@ fn get_within((q, within): (QueueProxy<u32>, Duration)) -> Result<Option<u32>, S
 fn a_dropped_get_gives_its_item_back_even_if_its_process_makes_no_further_call() {
     let m = Manager::start().unwrap();
     let q = m.queue_blocking::<u32>(0).unwrap();
+    let watcher = watcher(&m, &q);
     future::block_on(async {
         let mut get = pin!(q.get());
         assert!(poll_once(&mut get).await.is_none(), "the queue is empty");
         // Answered after the get: the get waits on the server.
         assert_eq!(q.qsize_blocking().unwrap(), 0);
-        // Another process puts: the server gives the item to the waiting
-        // get (the get's only condition), before or after it hears of the
-        // cancel below.
+        // Another process puts; seen through a second connection (this
+        // one stays unread), the item is gone from the queue: the server
+        // gave it to the waiting get, the only taker, and sent its result.
         spawn(produce, (q.clone(), 1)).join();
+        until("the waiting get has taken the item", || {
+            watcher.qsize_blocking().unwrap() == 0
+        });
+        // Dropped here, with its result unread.
     });
     // The get was dropped above, without its result being read; this
     // process now makes no call on the manager while another one waits.
@@ -1004,6 +1033,7 @@ fn a_dropped_acquire_gives_the_lock_back_even_if_its_process_makes_no_further_ca
     let m = Manager::start().unwrap();
     let lock = m.lock_blocking().unwrap();
     let (ours, theirs) = aiop::blocking::connection::pipe(true).unwrap();
+    let watcher = watcher(&m, &lock);
     let holder = spawn(hold_until_told, (lock.clone(), theirs));
     assert_eq!(ours.recv_timeout::<u8>(GENEROUS).unwrap(), 1);
     future::block_on(async {
@@ -1015,9 +1045,14 @@ fn a_dropped_acquire_gives_the_lock_back_even_if_its_process_makes_no_further_ca
         // Answered after the acquire: it waits on the server.
         assert!(lock.is_locked_blocking().unwrap());
         ours.send(&0u8).unwrap();
-        // Released: the server grants the lock to the waiting acquire (its
-        // only condition), before or after it hears of the cancel below.
         assert_eq!(ours.recv_timeout::<u8>(GENEROUS).unwrap(), 2);
+        // Released by the child; seen through a second connection (this
+        // one stays unread), it is locked again: the server granted it to
+        // the waiting acquire, the only taker, and sent its result.
+        until("the waiting acquire is granted the lock", || {
+            watcher.is_locked_blocking().unwrap()
+        });
+        // Dropped here, with its result unread.
     });
     ours.send(&0u8).unwrap();
     holder.join();
