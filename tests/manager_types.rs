@@ -1245,23 +1245,30 @@ async fn or_hang<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
     .await
 }
 
-executor_tests! {
-    async fn an_idle_pending_call_does_not_stall_the_others() {
+/// An async call that was polled once (its request is out and it watches
+/// the connection for replies) and is then left alone while the same task
+/// makes other calls: as with `futures_lite::future::select`, which hands
+/// back the future that lost the race, or `poll_once`. Those other calls
+/// must still complete. (One executor suffices: the reading of replies is
+/// the client's own, the same on every executor.)
+#[test]
+fn an_idle_pending_call_does_not_stall_the_others() {
+    async_io::block_on(async {
         let m = start();
         let ev = m.event().await.unwrap();
         let go = m.queue::<()>(0).await.unwrap();
         let child = Process::spawn(set_after_go, (ev.clone(), go.clone())).unwrap();
-        // Polled once (its request is out, it waits on the server), then
-        // left alone while this task makes other calls on the connection.
         let mut wait = Box::pin(ev.wait());
         assert!(futures_lite::future::poll_once(&mut wait).await.is_none());
         let sent = or_hang(go.put(&())).await;
-        assert!(sent.is_some(), "a call stalled behind an unpolled one");
+        assert!(
+            sent.is_some(),
+            "an async put stalled behind an unpolled pending wait"
+        );
         sent.unwrap().unwrap();
-        assert!(or_hang(ev.is_set()).await.is_some(), "stalled");
         join_async(child).await;
         assert!(ev.is_set().await.unwrap());
         or_hang(wait).await.expect("the wait ends").unwrap();
         m.shutdown().await.unwrap();
-    }
+    });
 }

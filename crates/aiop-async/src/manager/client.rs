@@ -53,6 +53,8 @@ struct Demux {
     parked: Option<u64>,
     /// Why the connection ended, once it has.
     gone: Option<String>,
+    /// A drain thread is reading for orphaned calls with an undo.
+    draining: bool,
     slots: HashMap<u64, Slot>,
 }
 
@@ -228,7 +230,8 @@ impl Client {
             d.busy = true;
             read = true;
             drop(d);
-            let got = self.conn.recv_blocking::<Reply>();
+            // The demux's `busy` flag makes this the only receiver.
+            let got = self.conn.get_ref().recv_exclusive::<Reply>();
             d = lock(&self.demux);
             d.busy = false;
             let undos = self.deliver(&mut d, got);
@@ -462,11 +465,12 @@ impl Client {
     }
 
     /// The call `id` was dropped before its reply.
-    fn abandon(&self, id: u64, sent: bool, undo: Option<Undo>) {
+    fn abandon(self: &Arc<Self>, id: u64, sent: bool, undo: Option<Undo>) {
         let mut d = lock(&self.demux);
         let slot = d.slots.remove(&id);
         let mut run = Vec::new();
         let mut cancel = false;
+        let mut drain = false;
         match slot {
             Some(Slot::Done(Ok(bytes))) => {
                 if let Some(u) = undo {
@@ -474,6 +478,8 @@ impl Client {
                 }
             }
             Some(Slot::Waiting(_)) if sent && d.gone.is_none() => {
+                drain = undo.is_some() && !d.draining;
+                d.draining |= drain;
                 d.slots.insert(id, Slot::Orphaned(undo));
                 cancel = true;
             }
@@ -488,6 +494,51 @@ impl Client {
             self.post(&Request::Cancel { id });
         }
         self.run_undos(run);
+        if drain {
+            // The result may already be on its way (the call finished before
+            // the cancel arrived), and this process may make no other call
+            // that would read it: a thread reads until every orphaned call
+            // with an undo has its answer, so that the undo is not delayed.
+            let client = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("aiop-manager-drain".into())
+                .spawn(move || client.drain());
+            if spawned.is_err() {
+                lock(&self.demux).draining = false;
+            }
+        }
+    }
+
+    /// Reads (taking turns with the callers) until no orphaned call with an
+    /// undo is left, running the undos of those whose results arrive.
+    fn drain(&self) {
+        let mut d = lock(&self.demux);
+        loop {
+            let orphans = d
+                .slots
+                .values()
+                .any(|s| matches!(s, Slot::Orphaned(Some(_))));
+            if !orphans || d.gone.is_some() {
+                d.draining = false;
+                self.handoff(&mut d);
+                return;
+            }
+            if d.busy {
+                d = self.replied.wait(d).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            d.busy = true;
+            drop(d);
+            let got = self.conn.get_ref().recv_exclusive::<Reply>();
+            d = lock(&self.demux);
+            d.busy = false;
+            let undos = self.deliver(&mut d, got);
+            if !undos.is_empty() {
+                drop(d);
+                self.run_undos(undos);
+                d = lock(&self.demux);
+            }
+        }
     }
 }
 

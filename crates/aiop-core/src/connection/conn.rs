@@ -524,6 +524,42 @@ impl Connection {
         Ok(needed)
     }
 
+    /// Receives one message, waiting inside the receive call itself (not in
+    /// `poll`) while holding the receive lock: one wake-up less per message.
+    /// For a caller that is the only receiver of this connection in its
+    /// process (the manager's client, whose readers take turns): another
+    /// receiver would wait for the lock meanwhile, whatever its deadline.
+    /// On a socket someone put in non-blocking mode it waits with `poll`.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Connection::recv).
+    #[doc(hidden)]
+    pub fn recv_exclusive<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
+        self.check_readable()?;
+        let frame = {
+            let mut st = lock(&self.recv_lock);
+            if let Some(f) = st.kept.take() {
+                self.has_pending.store(false, Ordering::Release);
+                Ok(f)
+            } else {
+                match st.partial.read_waiting(self.sock.as_fd(), self.max_len) {
+                    Ok(Some(frame)) => Ok(frame),
+                    Ok(None) => Err(RecvError::Closed),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(RecvError::Empty),
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                        Err(RecvError::Closed)
+                    }
+                    Err(e) => Err(RecvError::Io(e)),
+                }
+            }
+        };
+        match frame {
+            Err(RecvError::Empty) => self.recv(),
+            other => decode_frame(other?),
+        }
+    }
+
     fn recv_until<T: DeserializeOwned>(&self, until: Until) -> Result<T, RecvError> {
         let frame = self.next_frame(until)?;
         decode_frame(frame)

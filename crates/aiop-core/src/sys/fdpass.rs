@@ -268,7 +268,33 @@ impl PartialFrame {
     /// kept); otherwise as [`recv_frame`], after which the reader is empty
     /// again (and the stream is not to be trusted).
     pub fn read(&mut self, sock: BorrowedFd<'_>, max_len: usize) -> io::Result<Option<Frame>> {
-        let got = self.step(sock, max_len);
+        self.read_with(sock, max_len, RecvFlags::DONTWAIT)
+    }
+
+    /// [`read`](PartialFrame::read), but waiting inside the receive calls
+    /// (on a socket in blocking mode) until the frame is complete: one
+    /// `recvmsg` for the header and one `recv` for the payload, where a
+    /// `poll` first would cost a wake-up more.
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](PartialFrame::read); `WouldBlock` only on a socket in
+    /// non-blocking mode.
+    pub fn read_waiting(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        max_len: usize,
+    ) -> io::Result<Option<Frame>> {
+        self.read_with(sock, max_len, RecvFlags::WAITALL)
+    }
+
+    fn read_with(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        max_len: usize,
+        mode: RecvFlags,
+    ) -> io::Result<Option<Frame>> {
+        let got = self.step(sock, max_len, mode);
         match &got {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => *self = PartialFrame::default(),
@@ -277,7 +303,12 @@ impl PartialFrame {
         got
     }
 
-    fn step(&mut self, sock: BorrowedFd<'_>, max_len: usize) -> io::Result<Option<Frame>> {
+    fn step(
+        &mut self,
+        sock: BorrowedFd<'_>,
+        max_len: usize,
+        mode: RecvFlags,
+    ) -> io::Result<Option<Frame>> {
         while self.header_got < HEADER {
             let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
             let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -285,7 +316,7 @@ impl PartialFrame {
                 sock,
                 &mut [IoSliceMut::new(&mut self.header[self.header_got..])],
                 &mut control,
-                RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT,
+                RecvFlags::CMSG_CLOEXEC | mode,
             ) {
                 Ok(m) => m,
                 Err(Errno::INTR) => continue,
@@ -328,7 +359,7 @@ impl PartialFrame {
         }
         let payload = self.payload.as_mut().expect("allocated above");
         while self.payload_got < len {
-            match rustix::net::recv(sock, &mut payload[self.payload_got..], RecvFlags::DONTWAIT) {
+            match rustix::net::recv(sock, &mut payload[self.payload_got..], mode) {
                 Ok((0, _)) => return Err(ended_inside()),
                 Ok((n, _)) => self.payload_got += n,
                 Err(Errno::INTR) => continue,
