@@ -479,7 +479,13 @@ fn queue_is_fifo_across_processes() {
     let back = m.queue_blocking::<u32>(0).unwrap();
     assert_eq!(out.maxsize_blocking().unwrap(), 0);
     let child = Process::spawn(fifo_child, (out.clone(), back.clone())).unwrap();
-    let got: Vec<u32> = (0..ITEMS).map(|_| out.get_blocking().unwrap()).collect();
+    let got: Vec<u32> = (0..ITEMS)
+        .map(|_| {
+            out.get_timeout_blocking(GENEROUS)
+                .unwrap()
+                .expect("an item")
+        })
+        .collect();
     assert_eq!(got, (0..ITEMS).collect::<Vec<_>>());
     for i in (0..ITEMS).rev() {
         back.put_blocking(&i).unwrap();
@@ -588,7 +594,7 @@ fn lock_excludes_the_other_process() {
     .unwrap();
     gate.put_blocking(&()).unwrap();
     for _ in 0..LOCKED_INCREMENTS {
-        lock.acquire_blocking().unwrap();
+        assert!(lock.acquire_timeout_blocking(GENEROUS).unwrap());
         let v = counter.get_blocking().unwrap();
         counter.set_blocking(&(v + 1)).unwrap();
         lock.release_blocking().unwrap();
@@ -747,6 +753,8 @@ fn condition_wait_for_a_producer_child() {
     assert_remote(cond.wait_blocking(), RemoteError::NOT_OWNER);
     assert_remote(cond.notify_all_blocking(), RemoteError::NOT_OWNER);
     let guard = cond.lock_blocking().unwrap();
+    // Two levels: a wait gives both back and takes both back.
+    cond.acquire_blocking().unwrap();
     assert!(
         !cond.wait_timeout_blocking(SHORT).unwrap(),
         "nobody notifies"
@@ -755,17 +763,32 @@ fn condition_wait_for_a_producer_child() {
     join(Process::spawn(condition_not_owner_child, cond.clone()).unwrap());
     let producer = Process::spawn(produce_levels, (cond.clone(), level.clone(), LEVELS)).unwrap();
     let mut checks = 0;
-    cond.wait_for_blocking(|| {
-        checks += 1;
-        level.get_blocking().unwrap() == LEVELS
-    })
-    .unwrap();
+    let reached = cond
+        .wait_for_timeout_blocking(
+            || {
+                checks += 1;
+                level.get_blocking().unwrap() == LEVELS
+            },
+            GENEROUS,
+        )
+        .unwrap();
+    assert!(reached, "the producer's last level reaches the waiter");
     assert!(checks >= 2, "the predicate was false at first");
     assert_eq!(level.get_blocking().unwrap(), LEVELS);
-    // Still holding it after the waits: the notify needs no other lock.
+    // Both levels are held again after the waits.
     cond.notify_all_blocking().unwrap();
+    cond.release_blocking().unwrap();
+    assert!(
+        !cond.wait_timeout_blocking(SHORT).unwrap(),
+        "one level still held"
+    );
     drop(guard);
+    assert_remote(cond.notify_one_blocking(), RemoteError::NOT_OWNER);
     join(producer);
+    // wait_for with a true predicate returns at once.
+    let guard = cond.lock_blocking().unwrap();
+    cond.wait_for_blocking(|| true).unwrap();
+    drop(guard);
     m.shutdown_blocking().unwrap();
 }
 
@@ -945,7 +968,11 @@ fn barrier_of_three_processes() {
     // Arrival order gives the indexes: 0 first, parties - 1 last.
     arrive(&b, &c1, 1);
     arrive(&b, &c2, 2);
-    assert_eq!(b.wait_blocking().unwrap(), 2);
+    assert_eq!(
+        b.wait_blocking().unwrap(),
+        2,
+        "the last arrival releases at once"
+    );
     assert_eq!(c1.outcome(), Ok(0));
     assert_eq!(c2.outcome(), Ok(1));
     assert_eq!(b.n_waiting_blocking().unwrap(), 0);
@@ -953,7 +980,7 @@ fn barrier_of_three_processes() {
     // A free-for-all round: three distinct indexes.
     c1.wait();
     c2.wait();
-    let mine = b.wait_blocking().unwrap();
+    let mine = b.wait_timeout_blocking(GENEROUS).unwrap();
     let all: BTreeSet<u32> = [mine, c1.outcome().unwrap(), c2.outcome().unwrap()].into();
     assert_eq!(all, BTreeSet::from([0, 1, 2]));
 
@@ -976,7 +1003,7 @@ fn barrier_of_three_processes() {
     assert_eq!(b.n_waiting_blocking().unwrap(), 0);
     c1.wait();
     c2.wait();
-    let mine = b.wait_blocking().unwrap();
+    let mine = b.wait_timeout_blocking(GENEROUS).unwrap();
     let all: BTreeSet<u32> = [mine, c1.outcome().unwrap(), c2.outcome().unwrap()].into();
     assert_eq!(all, BTreeSet::from([0, 1, 2]));
 
@@ -1105,15 +1132,16 @@ executor_tests! {
         let go = m.queue::<()>(0).await.unwrap();
         let child = Process::spawn(queues_child, (q.clone(), jq.clone(), go.clone())).unwrap();
         for i in 0..5 {
-            assert_eq!(q.get().await.unwrap(), i, "FIFO");
+            let item = or_hang(q.get()).await.expect("an item").unwrap();
+            assert_eq!(item, i, "FIFO");
         }
         assert_eq!(q.get_timeout(SHORT).await.unwrap(), None);
         jq.put(&1).await.unwrap();
         jq.put(&2).await.unwrap();
         assert!(!jq.join_timeout(SHORT).await.unwrap(), "the child waits for go");
-        let (joined, sent) = zip(jq.join(), go.put(&())).await;
+        let (joined, sent) = zip(or_hang(jq.join()), go.put(&())).await;
         sent.unwrap();
-        joined.unwrap();
+        joined.expect("join ends once the child is done").unwrap();
         assert!(jq.is_empty().await.unwrap());
         assert_remote(jq.task_done().await, RemoteError::INVALID_VALUE);
         join_async(child).await;
@@ -1135,9 +1163,9 @@ executor_tests! {
         assert!(lock.is_locked().await.unwrap());
         assert!(!lock.try_acquire().await.unwrap());
         assert_remote(lock.release().await, RemoteError::NOT_OWNER);
-        let (guard, sent) = zip(lock.lock(), go.put(&())).await;
+        let (guard, sent) = zip(or_hang(lock.lock()), go.put(&())).await;
         sent.unwrap();
-        let guard = guard.expect("taken once the child released it");
+        let guard = guard.expect("taken once the child released it").unwrap();
         drop(guard);
         assert!(lock.try_acquire().await.unwrap(), "the guard released it");
         lock.release().await.unwrap();
@@ -1166,7 +1194,7 @@ executor_tests! {
         assert!(!cond.wait_timeout(SHORT).await.unwrap(), "nobody notifies");
         let child = Process::spawn(produce_levels, (cond.clone(), level.clone(), 3)).unwrap();
         while level.get().await.unwrap() < 3 {
-            cond.wait().await.unwrap();
+            or_hang(cond.wait()).await.expect("a notify").unwrap();
         }
         cond.notify_one().await.unwrap();
         drop(guard);
@@ -1181,9 +1209,9 @@ executor_tests! {
         let go = m.queue::<()>(0).await.unwrap();
         let child = Process::spawn(release_after_go, (sem.clone(), go.clone())).unwrap();
         assert!(!sem.try_acquire().await.unwrap());
-        let (acquired, sent) = zip(sem.acquire(), go.put(&())).await;
+        let (acquired, sent) = zip(or_hang(sem.acquire()), go.put(&())).await;
         sent.unwrap();
-        acquired.expect("the child's release serves it");
+        acquired.expect("the child's release serves it").unwrap();
         assert_eq!(sem.get_value().await.unwrap(), 0);
         sem.release_n(2).await.unwrap();
         assert_eq!(sem.get_value().await.unwrap(), 2);
@@ -1202,9 +1230,9 @@ executor_tests! {
         let go = m.queue::<()>(0).await.unwrap();
         let child = Process::spawn(set_after_go, (ev.clone(), go.clone())).unwrap();
         assert!(!ev.wait_timeout(SHORT).await.unwrap());
-        let (waited, sent) = zip(ev.wait(), go.put(&())).await;
+        let (waited, sent) = zip(or_hang(ev.wait()), go.put(&())).await;
         sent.unwrap();
-        waited.expect("the child's set wakes it");
+        waited.expect("the child's set wakes it").unwrap();
         assert!(ev.is_set().await.unwrap());
         ev.clear().await.unwrap();
         assert!(!ev.is_set().await.unwrap());
@@ -1218,7 +1246,7 @@ executor_tests! {
         let m = start();
         let b = m.barrier(2).await.unwrap();
         let child = Process::spawn(barrier_wait_child, b.clone()).unwrap();
-        let mine = b.wait().await.unwrap();
+        let mine = or_hang(b.wait()).await.expect("the child arrives").unwrap();
         let theirs = join_async(child).await;
         assert_eq!(BTreeSet::from([mine, theirs]), BTreeSet::from([0, 1]));
         assert_eq!(b.parties().await.unwrap(), 2);

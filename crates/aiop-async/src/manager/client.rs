@@ -55,6 +55,8 @@ struct Demux {
     gone: Option<String>,
     /// A drain thread is reading for orphaned calls with an undo.
     draining: bool,
+    /// Threads asleep on `replied` (so that waking nobody costs no call).
+    sleepers: usize,
     slots: HashMap<u64, Slot>,
 }
 
@@ -224,7 +226,7 @@ impl Client {
                 return Err(err);
             }
             if d.busy {
-                d = self.replied.wait(d).unwrap_or_else(|e| e.into_inner());
+                d = self.sleep(d);
                 continue;
             }
             d.busy = true;
@@ -240,6 +242,21 @@ impl Client {
                 self.run_undos(undos);
                 d = lock(&self.demux);
             }
+        }
+    }
+
+    /// Sleeps on `replied` until a reply is filed or a reader leaves.
+    fn sleep<'a>(&self, mut d: MutexGuard<'a, Demux>) -> MutexGuard<'a, Demux> {
+        d.sleepers += 1;
+        let mut d = self.replied.wait(d).unwrap_or_else(|e| e.into_inner());
+        d.sleepers -= 1;
+        d
+    }
+
+    /// Wakes the threads asleep on `replied`, if any.
+    fn wake_sleepers(&self, d: &Demux) {
+        if d.sleepers > 0 {
+            self.replied.notify_all();
         }
     }
 
@@ -282,7 +299,7 @@ impl Client {
                     }
                     None => {}
                 }
-                self.replied.notify_all();
+                self.wake_sleepers(d);
             }
             Err(RecvError::Closed) => {
                 self.end(
@@ -307,7 +324,7 @@ impl Client {
                 }
             }
         }
-        self.replied.notify_all();
+        self.wake_sleepers(d);
     }
 
     /// A reader leaves: wake the waiters so that one takes over.
@@ -319,7 +336,7 @@ impl Client {
                 }
             }
         }
-        self.replied.notify_all();
+        self.wake_sleepers(d);
     }
 
     fn run_undos(&self, undos: Vec<(Undo, Vec<u8>)>) {
@@ -436,7 +453,7 @@ impl Client {
             // A blocking caller that waited while this task read may take
             // over the socket (it blocks in the receive; this task only
             // watches readiness).
-            self.replied.notify_all();
+            self.wake_sleepers(&d);
             let mut undos = Vec::new();
             for g in got {
                 undos.extend(self.deliver(&mut d, g));
@@ -524,7 +541,7 @@ impl Client {
                 return;
             }
             if d.busy {
-                d = self.replied.wait(d).unwrap_or_else(|e| e.into_inner());
+                d = self.sleep(d);
                 continue;
             }
             d.busy = true;

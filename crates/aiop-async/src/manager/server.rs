@@ -348,7 +348,8 @@ fn serve_client(shared: &Arc<Shared>, id: ClientId, conn: core::Connection) {
         clients.insert(id, client.clone());
     }
     loop {
-        match client.conn.recv::<Request>() {
+        // This thread is the connection's only receiver.
+        match client.conn.recv_exclusive::<Request>() {
             Ok(request) => {
                 if handle(shared, &client, request) {
                     break;

@@ -547,9 +547,7 @@ impl Connection {
                     Ok(Some(frame)) => Ok(frame),
                     Ok(None) => Err(RecvError::Closed),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(RecvError::Empty),
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                        Err(RecvError::Closed)
-                    }
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Err(RecvError::Closed),
                     Err(e) => Err(RecvError::Io(e)),
                 }
             }
