@@ -48,12 +48,17 @@
 //! * `RLockProxy`: re-entry by the same thread (levels counted: the lock is
 //!   free only after as many releases), another thread of the same process
 //!   is another owner (`try_acquire` false, `release` `NOT_OWNER`), another
-//!   process waits until the depth is back to 0; nested guards.
+//!   process waits until the depth is back to 0; nested guards; a child
+//!   that exits holding two levels frees them all.
 //! * `ConditionProxy`: the parent in `wait_for` over a value a producer
 //!   child sets and notifies under the lock sees the final value; `wait`
 //!   and `notify` without holding the lock are `NOT_OWNER` (also from the
 //!   child, while the parent holds it); `wait_timeout` without a notify is
-//!   false; `wait_for_timeout` with a false predicate is false.
+//!   false; `wait_for_timeout` with a false predicate is false; a wait
+//!   gives back and takes back every level its caller holds (the
+//!   producer could lock it while the parent held two levels, and after
+//!   the waits one release leaves the parent holding one); a child that
+//!   exits holding it frees it.
 //! * `SemaphoreProxy`: with value 2, the parent and a child each hold one
 //!   and a third `try_acquire` (either process) is false; a parent's
 //!   `acquire` asleep on the server is served by the child's `release`;
@@ -61,15 +66,16 @@
 //!   release, but not past the initial value (`INVALID_VALUE`, nothing
 //!   changed).
 //! * `EventProxy`: a parent asleep in `wait` is woken by a child's `set`;
-//!   `wait_timeout` is false while clear and true once set; a `clear` by
-//!   the parent is seen by the child.
+//!   a child's set-then-clear pulse also ends the parent's wait (Python's
+//!   `Event.wait` semantics); `wait_timeout` is false while clear and true
+//!   once set; a `clear` by the parent is seen by the child.
 //! * `BarrierProxy` of 3 parties across 3 processes: arrival indexes are
 //!   0, 1, 2 in arrival order and distinct in a free-for-all round; `abort`
 //!   fails the waiter and every later wait with `BROKEN_BARRIER` until
 //!   `reset`; a `reset` while a child waits fails that wait but leaves the
 //!   barrier whole (a full round then passes); a `wait_timeout` that
-//!   expires breaks it for the other waiter too; `parties` 0 is
-//!   `INVALID_VALUE`.
+//!   expires breaks it for the other waiter too; a waiting child that is
+//!   killed breaks it; `parties` 0 is `INVALID_VALUE`.
 //! * Async forms, on every executor (smol, async-std, tokio multi-thread
 //!   and current-thread, `async_io::block_on`), each with a child using the
 //!   blocking forms on the same objects: dict / list / namespace, value /
@@ -80,8 +86,11 @@
 //!   served by the child, bounded over-release, event `wait` set by the
 //!   child, barrier `wait` with the child, `abort` / `reset`; and the
 //!   manager's async constructors and `shutdown`.
-//! * An async call left pending without being polled (as after a
-//!   `poll_once`) does not stall the other async calls of the same process.
+//! * An async call left pending without being polled (after a `poll_once`,
+//!   or the future a `select` hands back) does not stall the other async
+//!   calls of the same process (one executor: the client's reading of
+//!   replies is the same on all). This test FAILS at the time of writing
+//!   (after [`GENEROUS`]): see its comment.
 aiop::test_support!();
 
 mod common;
@@ -669,6 +678,11 @@ fn rlock_child((rl, to_child, from_child): (RLockProxy, Steps, Steps)) {
     expect_step(&to_child, "release");
     rl.release_blocking().unwrap();
     send(&from_child, "released");
+    // Exits holding two levels.
+    expect_step(&to_child, "take it and exit");
+    rl.acquire_blocking().unwrap();
+    rl.acquire_blocking().unwrap();
+    send(&from_child, "holding twice");
 }
 
 #[test]
@@ -709,7 +723,14 @@ fn rlock_reentry_and_owners_across_processes() {
     assert_remote(rl.release_blocking(), RemoteError::NOT_OWNER);
     send(&to_child, "release");
     expect_step(&from_child, "released");
+    assert!(rl.try_acquire_blocking().unwrap());
+    send(&to_child, "take it and exit");
+    rl.release_blocking().unwrap();
+    expect_step(&from_child, "holding twice");
     join(child);
+    // The child exited holding it: the server freed every level.
+    assert!(rl.acquire_timeout_blocking(GENEROUS).unwrap());
+    rl.release_blocking().unwrap();
     // Nested guards: free after the outer one only.
     let outer = rl.lock_blocking().unwrap();
     let inner = rl.lock_blocking().unwrap();
@@ -742,6 +763,11 @@ fn condition_not_owner_child(cond: ConditionProxy) {
     assert_remote(cond.notify_one_blocking(), RemoteError::NOT_OWNER);
     assert_remote(cond.notify_all_blocking(), RemoteError::NOT_OWNER);
     assert_remote(cond.release_blocking(), RemoteError::NOT_OWNER);
+}
+
+fn hold_condition_and_exit(cond: ConditionProxy) {
+    cond.acquire_blocking().unwrap();
+    cond.acquire_blocking().unwrap();
 }
 
 #[test]
@@ -785,6 +811,10 @@ fn condition_wait_for_a_producer_child() {
     drop(guard);
     assert_remote(cond.notify_one_blocking(), RemoteError::NOT_OWNER);
     join(producer);
+    // A holder that exits gives the lock back, every level.
+    join(Process::spawn(hold_condition_and_exit, cond.clone()).unwrap());
+    assert!(cond.acquire_timeout_blocking(GENEROUS).unwrap());
+    cond.release_blocking().unwrap();
     // wait_for with a true predicate returns at once.
     let guard = cond.lock_blocking().unwrap();
     cond.wait_for_blocking(|| true).unwrap();
@@ -861,7 +891,13 @@ fn semaphore_counts_across_processes() {
 
 fn event_child((ev, to_child, from_child): (EventProxy, Steps, Steps)) {
     assert!(!ev.is_set_blocking().unwrap());
+    // A pulse: a waiter that saw it clear returns, as in Python.
     ev.set_blocking().unwrap();
+    ev.clear_blocking().unwrap();
+    send(&from_child, "pulsed");
+    expect_step(&to_child, "set it");
+    ev.set_blocking().unwrap();
+    send(&from_child, "set");
     expect_step(&to_child, "cleared");
     assert!(!ev.is_set_blocking().unwrap());
     assert!(!ev.wait_timeout_blocking(SHORT).unwrap());
@@ -884,6 +920,11 @@ fn event_set_in_a_child_wakes_the_parent() {
     )
     .unwrap();
     wait.join().expect("the child's set wakes the wait");
+    expect_step(&from_child, "pulsed");
+    assert!(!ev.is_set_blocking().unwrap());
+    assert!(!ev.wait_timeout_blocking(SHORT).unwrap());
+    send(&to_child, "set it");
+    expect_step(&from_child, "set");
     assert!(ev.is_set_blocking().unwrap());
     ev.wait_blocking().unwrap();
     assert!(ev.wait_timeout_blocking(SHORT).unwrap());
@@ -937,6 +978,15 @@ impl BarrierChild {
             .get_timeout_blocking(GENEROUS)
             .unwrap()
             .expect("the child reports its wait")
+    }
+
+    /// Kills the child (asleep in a wait or on its commands).
+    fn kill(mut self) {
+        self.process.kill().unwrap();
+        assert!(
+            self.process.join_timeout_blocking(GENEROUS).is_err(),
+            "killed"
+        );
     }
 
     fn stop(self) {
@@ -1014,7 +1064,16 @@ fn barrier_of_three_processes() {
     assert!(b.broken_blocking().unwrap());
     b.reset_blocking().unwrap();
 
-    c1.stop();
+    // A waiter whose process dies breaks it.
+    arrive(&b, &c1, 1);
+    c1.kill();
+    until("the dead waiter breaks the barrier", || {
+        b.broken_blocking().unwrap()
+    });
+    assert_eq!(b.n_waiting_blocking().unwrap(), 0);
+    assert_remote(b.wait_blocking(), RemoteError::BROKEN_BARRIER);
+    b.reset_blocking().unwrap();
+
     c2.stop();
     m.shutdown_blocking().unwrap();
 }
@@ -1275,10 +1334,16 @@ async fn or_hang<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
 
 /// An async call that was polled once (its request is out and it watches
 /// the connection for replies) and is then left alone while the same task
-/// makes other calls: as with `futures_lite::future::select`, which hands
-/// back the future that lost the race, or `poll_once`. Those other calls
-/// must still complete. (One executor suffices: the reading of replies is
-/// the client's own, the same on every executor.)
+/// makes other calls, as after `poll_once`, or with the future that
+/// `futures::future::select` hands back when the other one won. Those
+/// other calls must still complete. (One executor suffices: the reading of
+/// replies is the client's own, the same on every executor.)
+///
+/// Fails at the time of writing: in `client.rs`, `poll_reply` returns
+/// `Pending` without reading while another call is the parked reader
+/// (`other_parked`), relying on that call's future being polled when the
+/// socket turns readable; a future polled once and then set aside never
+/// is, so every later async call of the process waits forever.
 #[test]
 fn an_idle_pending_call_does_not_stall_the_others() {
     async_io::block_on(async {

@@ -425,15 +425,19 @@ impl Client {
                 d.slots.remove(&id);
                 return Poll::Ready(Err(err));
             }
-            let other_parked = d.parked.is_some_and(|p| p != id);
-            if d.busy || other_parked {
-                if d.busy && d.parked == Some(id) {
+            if d.busy {
+                if d.parked == Some(id) {
                     // A blocking reader has the socket; its handoff wakes us.
                     d.parked = None;
                 }
                 d.slots.insert(id, Slot::Waiting(Some(cx.waker().clone())));
                 return Poll::Pending;
             }
+            // Whoever is polled reads, and becomes the one that watches the
+            // socket, taking over from a parked call (whose future may have
+            // been set aside and never be polled again; it keeps its waker
+            // in its slot, woken when its reply is filed or when this call
+            // leaves).
             // Read what has arrived, without waiting.
             d.busy = true;
             drop(d);
