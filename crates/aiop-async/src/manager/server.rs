@@ -97,7 +97,11 @@ struct ClientState {
     closed: bool,
     refs: HashMap<u64, usize>,
     held: HashSet<u64>,
-    waiting: HashMap<u64, Arc<CancelToken>>,
+    /// The calls waiting on threads of their own, by a key of the server's
+    /// (a no-reply call has request id 0, and a client may reuse ids): the
+    /// request id and the call's interruption.
+    waiting: HashMap<u64, (u64, Arc<CancelToken>)>,
+    next_wait: u64,
 }
 
 impl fmt::Debug for Server {
@@ -213,7 +217,11 @@ impl Shared {
         drop(lock(&self.stop_write).take());
         let clients: Vec<Arc<Client>> = lock(&self.clients).values().cloned().collect();
         for c in &clients {
-            let waiting: Vec<Arc<CancelToken>> = lock(&c.state).waiting.values().cloned().collect();
+            let waiting: Vec<Arc<CancelToken>> = lock(&c.state)
+                .waiting
+                .values()
+                .map(|(_, t)| t.clone())
+                .collect();
             for t in waiting {
                 t.shut_down();
             }
@@ -377,7 +385,7 @@ fn client_ended(shared: &Shared, client: &Arc<Client>) {
             std::mem::take(&mut st.refs),
         )
     };
-    for t in waiting.values() {
+    for (_, t) in waiting.values() {
         t.client_gone();
     }
     for object in held {
@@ -436,8 +444,13 @@ fn handle(shared: &Arc<Shared>, client: &Arc<Client>, request: Request) -> bool 
             reply(client, id, result);
         }
         Request::Cancel { id } => {
-            let token = lock(&client.state).waiting.get(&id).cloned();
-            if let Some(t) = token {
+            let tokens: Vec<Arc<CancelToken>> = lock(&client.state)
+                .waiting
+                .values()
+                .filter(|(request, _)| *request == id && id != 0)
+                .map(|(_, t)| t.clone())
+                .collect();
+            for t in tokens {
                 t.cancel();
             }
         }
@@ -481,8 +494,12 @@ fn handle(shared: &Arc<Shared>, client: &Arc<Client>, request: Request) -> bool 
         }
         Request::Adopt { object, token } => {
             let mut objects = lock(&shared.objects);
-            let from_transit = objects.transit.remove(&token) == Some(object);
-            if !from_transit {
+            // Only a transit reference to this very object is taken over; a
+            // token that names another object is left alone.
+            let from_transit = objects.transit.get(&token) == Some(&object);
+            if from_transit {
+                objects.transit.remove(&token);
+            } else {
                 let Some(e) = objects.live.get_mut(&object) else {
                     // Nothing to adopt: calls through the proxy will say
                     // there is no such object.
@@ -562,15 +579,18 @@ fn call(
     }
     // It must wait: on a thread of its own, interruptible by `Cancel`.
     let token = Arc::new(CancelToken::new());
-    {
+    let key = {
         let mut st = lock(&client.state);
         if st.closed {
             return;
         }
-        if id != 0 {
-            st.waiting.insert(id, token.clone());
-        }
-    }
+        // Every waiting call is registered, a no-reply one too, so that the
+        // end of its client or a shutdown interrupts it.
+        st.next_wait += 1;
+        let key = st.next_wait;
+        st.waiting.insert(key, (id, token.clone()));
+        key
+    };
     if shared.stopping.load(Ordering::SeqCst) {
         token.shut_down();
     }
@@ -588,11 +608,11 @@ fn call(
                 received,
                 Some(&token),
             );
-            lock(&c.state).waiting.remove(&id);
+            lock(&c.state).waiting.remove(&key);
             reply(&c, id, finish(done));
         });
     if let Err(e) = spawned {
-        lock(&client.state).waiting.remove(&id);
+        lock(&client.state).waiting.remove(&key);
         reply(
             client,
             id,
