@@ -147,7 +147,7 @@ fn main() {
         "# {} round(s){}{}",
         args.rounds,
         if args.knobs.pin {
-            ", pinned: parent CPU 0, child CPU 1 (Python unpinned)"
+            ", pinned: parent CPU 0, child CPU 1 (Python unpinned but the manager anchor)"
         } else {
             ", unpinned"
         },
