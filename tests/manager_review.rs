@@ -45,10 +45,6 @@ enum Request {
         object: u64,
         token: u128,
     },
-    Describe {
-        id: u64,
-        object: u64,
-    },
     Publish {
         id: u64,
         name: String,
@@ -200,5 +196,54 @@ fn a_mismatched_adopt_does_not_leak_the_lent_reference() {
     drop(again);
     drop(d);
     common::until("the dict is dropped", || stats(&m).0 == 0);
+    m.shutdown_blocking().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Handshakes run on each client's own server thread.
+
+/// A client that connects and never answers the handshake holds up nobody:
+/// another client connects and is served while the silent connection is
+/// still open. If the server ran handshakes one at a time, the second
+/// client's would only start once the server gave up on the silent one
+/// (closing it, after its handshake timeout), so the silent socket would be
+/// closed by the time the second client is served.
+#[test]
+fn a_silent_connection_holds_up_no_other_client() {
+    use std::io::Read;
+
+    let address: aiop::connection::Address = "127.0.0.1:0".parse().unwrap();
+    let m = Manager::builder()
+        .address(address)
+        .authkey(b"review key".to_vec())
+        .start()
+        .unwrap();
+    let aiop::connection::Address::Tcp(at) = m.address().clone() else {
+        panic!("a TCP manager has a TCP address");
+    };
+    let mut silent = std::net::TcpStream::connect(at).expect("connect");
+    let d = m.dict_blocking::<u32, u32>().unwrap();
+    d.insert_blocking(&1, &2).unwrap();
+    m.publish_blocking("d", &d).unwrap();
+
+    let other = Manager::connect_blocking(m.address(), Some(b"review key")).unwrap();
+    let seen = other
+        .lookup_blocking::<aiop::manager::DictProxy<u32, u32>>("d")
+        .unwrap();
+    assert_eq!(seen.unwrap().get_blocking(&1).unwrap(), Some(2));
+
+    // The silent connection is still open: reading finds at most the
+    // server's side of the handshake, then nothing yet, not end of stream.
+    silent.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match silent.read(&mut buf) {
+            Ok(0) => panic!("the server closed the silent connection before serving the other"),
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("the silent connection failed: {e}"),
+        }
+    }
+    drop(other);
     m.shutdown_blocking().unwrap();
 }

@@ -27,6 +27,7 @@ use aiop_core::connection::{self as core, Address, RecvError};
 
 use super::error::{ManagerError, RemoteError};
 use super::protocol::{Reply, Request};
+use super::served::lock;
 use crate::connection::Connection;
 
 /// What to send when the result of a cancelled call arrives anyway.
@@ -77,10 +78,6 @@ impl fmt::Debug for Client {
             .field("pid", &self.pid)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The clients of this process, for proxies that arrive by value.
@@ -229,19 +226,8 @@ impl Client {
                 d = self.sleep(d);
                 continue;
             }
-            d.busy = true;
             read = true;
-            drop(d);
-            // The demux's `busy` flag makes this the only receiver.
-            let got = self.conn.get_ref().recv_exclusive::<Reply>();
-            d = lock(&self.demux);
-            d.busy = false;
-            let undos = self.deliver(&mut d, got);
-            if !undos.is_empty() {
-                drop(d);
-                self.run_undos(undos);
-                d = lock(&self.demux);
-            }
+            d = self.read_blocking(d);
         }
     }
 
@@ -548,18 +534,26 @@ impl Client {
                 d = self.sleep(d);
                 continue;
             }
-            d.busy = true;
-            drop(d);
-            let got = self.conn.get_ref().recv_exclusive::<Reply>();
-            d = lock(&self.demux);
-            d.busy = false;
-            let undos = self.deliver(&mut d, got);
-            if !undos.is_empty() {
-                drop(d);
-                self.run_undos(undos);
-                d = lock(&self.demux);
-            }
+            d = self.read_blocking(d);
         }
+    }
+
+    /// Takes the reader's turn (the caller saw nobody `busy`), blocks for
+    /// one reply, files it and runs the undos it calls for.
+    fn read_blocking<'a>(&'a self, mut d: MutexGuard<'a, Demux>) -> MutexGuard<'a, Demux> {
+        d.busy = true;
+        drop(d);
+        // The demux's `busy` flag makes this the only receiver.
+        let got = self.conn.get_ref().recv_exclusive::<Reply>();
+        let mut d = lock(&self.demux);
+        d.busy = false;
+        let undos = self.deliver(&mut d, got);
+        if !undos.is_empty() {
+            drop(d);
+            self.run_undos(undos);
+            d = lock(&self.demux);
+        }
+        d
     }
 }
 

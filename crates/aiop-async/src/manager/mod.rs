@@ -82,7 +82,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use aiop_core::connection::{self as core, Address};
@@ -165,16 +164,10 @@ fn serve_main<T: Types>(args: ServeArgs) -> Result<(), String> {
     }
 }
 
-fn random_bytes(n: usize) -> Vec<u8> {
+/// `n` random bytes (an authkey, a transit token).
+pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];
-    let mut filled = 0;
-    while filled < n {
-        match rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(k) => filled += k,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => panic!("getrandom failed: {e}"),
-        }
-    }
+    core::fill_random(&mut b).unwrap_or_else(|e| panic!("getrandom failed: {e}"));
     b
 }
 
@@ -657,9 +650,4 @@ impl Drop for Manager {
             self.stop_owned();
         }
     }
-}
-
-/// Decodes a reply's bytes as `R` (for the typed proxies).
-pub(crate) fn decode<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, ManagerError> {
-    decode_result(bytes)
 }

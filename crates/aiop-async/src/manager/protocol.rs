@@ -41,8 +41,6 @@ pub(crate) enum Request {
     /// Takes one reference to `object` for this connection, from the transit
     /// reference `token` if it is (or later arrives) there.
     Adopt { object: u64, token: u128 },
-    /// The type name of `object` (postcard `String`), and whether it lives.
-    Describe { id: u64, object: u64 },
     /// Binds `name` to `object` (holding a reference of the server's own),
     /// or removes the name (`None`); the reply is `bool`: whether the name
     /// was bound before.

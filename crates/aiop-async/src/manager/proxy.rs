@@ -93,7 +93,7 @@ impl fmt::Debug for Proxy {
     }
 }
 
-fn encode_args<A: Serialize + ?Sized>(args: &A) -> Result<Vec<u8>, ManagerError> {
+pub(crate) fn encode_args<A: Serialize + ?Sized>(args: &A) -> Result<Vec<u8>, ManagerError> {
     protocol::encode(args).map_err(|e| ManagerError::Encode(e.to_string()))
 }
 
@@ -303,21 +303,8 @@ struct Wire {
 }
 
 fn random_token() -> u128 {
-    let mut b = [0u8; 16];
-    let mut filled = 0;
-    while filled < b.len() {
-        match rustix::rand::getrandom(&mut b[filled..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(n) => filled += n,
-            Err(rustix::io::Errno::INTR) => {}
-            Err(_) => break,
-        }
-    }
-    // A failed getrandom leaves zeros: mix in time and a counter, so tokens
-    // stay distinct within the server's life.
-    static COUNT: AtomicU64 = AtomicU64::new(0);
-    let extra =
-        u128::from(COUNT.fetch_add(1, Ordering::Relaxed)) ^ (u128::from(std::process::id()) << 64);
-    u128::from_le_bytes(b) ^ extra
+    let b = super::random_bytes(16);
+    u128::from_le_bytes(b.try_into().expect("16 bytes"))
 }
 
 impl Serialize for Proxy {

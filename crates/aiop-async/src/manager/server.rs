@@ -510,12 +510,6 @@ fn handle(shared: &Arc<Shared>, client: &Arc<Client>, request: Request) -> bool 
             }
             *lock(&client.state).refs.entry(object).or_default() += 1;
         }
-        Request::Describe { id, object } => {
-            let result = shared
-                .get(object)
-                .map(|(_, kind)| protocol::encode(&*kind).expect("a string encodes"));
-            reply(client, id, result);
-        }
         Request::Publish { id, name, object } => {
             let result = publish(shared, &name, object);
             reply(client, id, result);

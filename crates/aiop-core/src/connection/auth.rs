@@ -372,7 +372,13 @@ fn verify(key: &[u8], label: &[u8], a: &[u8], b: &[u8], proof: &[u8]) -> bool {
     keyed(key, label, a, b).verify_slice(proof).is_ok()
 }
 
-fn fill_random(buf: &mut [u8]) -> io::Result<()> {
+/// Fills `buf` with random bytes from the kernel (`getrandom(2)`): for
+/// authkeys (Python's `os.urandom(32)`) and handshake nonces.
+///
+/// # Errors
+///
+/// The error of `getrandom(2)`.
+pub fn fill_random(buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
         match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {

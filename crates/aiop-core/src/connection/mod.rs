@@ -58,6 +58,7 @@ mod listener;
 mod wait;
 
 pub use address::{Address, ParseAddressError};
+pub use auth::fill_random;
 pub use conn::{Connection, DEFAULT_MAX_MESSAGE, Encoded};
 pub use error::{AuthenticationError, RecvError};
 pub use fd::Fd;

@@ -4,11 +4,10 @@
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use super::enc;
+use super::{decode, enc};
 use crate::manager::proxy::typed_proxy;
 use crate::manager::{
-    Call, CallError, ClientId, Manager, ManagerError, Monitor, Proxy, Registry, RemoteError,
-    Served, decode,
+    Call, CallError, ClientId, Manager, ManagerError, Monitor, Proxy, Registry, RemoteError, Served,
 };
 
 const KIND: &str = "aiop.Barrier";

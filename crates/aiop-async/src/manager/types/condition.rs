@@ -5,15 +5,16 @@ use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-use super::enc;
+use crate::time::deadline_after;
+
 use super::lock::{
     LockOps, Reentrant, acquire_reentrant, lock_guard, lock_methods, release_reentrant,
     retake_reentrant,
 };
+use super::{decode, enc};
 use crate::manager::proxy::typed_proxy;
 use crate::manager::{
-    Call, CallError, ClientId, Manager, ManagerError, Monitor, Proxy, Registry, RemoteError,
-    Served, decode,
+    Call, CallError, ClientId, Manager, ManagerError, Monitor, Proxy, Registry, RemoteError, Served,
 };
 
 const KIND: &str = "aiop.Condition";
@@ -281,10 +282,6 @@ lock_guard! {
     /// dropped, for the owner that took it, without waiting for the
     /// server's answer. Made by [`ConditionProxy::lock`].
     ConditionProxyGuard
-}
-
-fn deadline_after(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
 }
 
 impl ConditionProxy {

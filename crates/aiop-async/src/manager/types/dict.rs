@@ -7,10 +7,10 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::enc;
+use super::{decode, enc, items as list, opt};
 use crate::manager::proxy::typed_proxy;
 use crate::manager::served::lock;
-use crate::manager::{Call, CallError, Manager, ManagerError, Proxy, Registry, Served, decode};
+use crate::manager::{Call, CallError, Manager, ManagerError, Proxy, Registry, Served};
 
 const KIND: &str = "aiop.Dict";
 
@@ -144,20 +144,6 @@ typed_proxy!(DictProxy<K, V>, KIND);
 
 fn pair<K: Serialize, V: Serialize>(k: &K, v: &V) -> Result<Vec<u8>, ManagerError> {
     enc(&(enc(k)?, enc(v)?))
-}
-
-fn opt<V: DeserializeOwned>(bytes: &[u8]) -> Result<Option<V>, ManagerError> {
-    match decode::<Option<Vec<u8>>>(bytes)? {
-        Some(v) => decode(&v).map(Some),
-        None => Ok(None),
-    }
-}
-
-fn list<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, ManagerError> {
-    decode::<Vec<Vec<u8>>>(bytes)?
-        .iter()
-        .map(|b| decode(b))
-        .collect()
 }
 
 fn pairs<K: DeserializeOwned, V: DeserializeOwned>(

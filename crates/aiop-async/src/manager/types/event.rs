@@ -4,11 +4,9 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use super::enc;
+use super::{decode, enc};
 use crate::manager::proxy::typed_proxy;
-use crate::manager::{
-    Call, CallError, Manager, ManagerError, Monitor, Proxy, Registry, Served, decode,
-};
+use crate::manager::{Call, CallError, Manager, ManagerError, Monitor, Proxy, Registry, Served};
 
 const KIND: &str = "aiop.Event";
 

@@ -6,12 +6,10 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::enc;
+use super::{at, decode, enc, encode_all, items as list, opt, out_of_range};
 use crate::manager::proxy::typed_proxy;
 use crate::manager::served::lock;
-use crate::manager::{
-    Call, CallError, Manager, ManagerError, Proxy, Registry, RemoteError, Served, decode,
-};
+use crate::manager::{Call, CallError, Manager, ManagerError, Proxy, Registry, Served};
 
 const KIND: &str = "aiop.List";
 
@@ -33,14 +31,6 @@ fn position(index: u64, len: usize) -> Option<usize> {
     usize::try_from(index).ok().filter(|&i| i < len)
 }
 
-fn out_of_range(index: u64, len: usize) -> CallError {
-    RemoteError::new(
-        RemoteError::OUT_OF_RANGE,
-        format!("index {index} is out of range for a list of length {len}"),
-    )
-    .into()
-}
-
 impl Served for List {
     fn call(&self, call: &Call<'_>) -> Result<Vec<u8>, CallError> {
         let mut l = lock(&self.items);
@@ -53,7 +43,7 @@ impl Served for List {
             "set" => {
                 let (index, item): (u64, Vec<u8>) = call.args()?;
                 let Some(i) = position(index, l.len()) else {
-                    return Err(out_of_range(index, l.len()));
+                    return Err(out_of_range(index, l.len(), "a list"));
                 };
                 l[i] = item;
                 call.reply(&())
@@ -80,7 +70,7 @@ impl Served for List {
             "pop_at" => {
                 let index: u64 = call.args()?;
                 let Some(i) = position(index, l.len()) else {
-                    return Err(out_of_range(index, l.len()));
+                    return Err(out_of_range(index, l.len(), "a list"));
                 };
                 // The item's own encoding is the reply.
                 Ok(l.remove(i))
@@ -156,30 +146,6 @@ pub struct ListProxy<T> {
 }
 
 typed_proxy!(ListProxy<T>, KIND);
-
-fn opt<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, ManagerError> {
-    match decode::<Option<Vec<u8>>>(bytes)? {
-        Some(v) => decode(&v).map(Some),
-        None => Ok(None),
-    }
-}
-
-fn list<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, ManagerError> {
-    decode::<Vec<Vec<u8>>>(bytes)?
-        .iter()
-        .map(|b| decode(b))
-        .collect()
-}
-
-fn encode_all<'a, T: Serialize + 'a>(
-    items: impl IntoIterator<Item = &'a T>,
-) -> Result<Vec<Vec<u8>>, ManagerError> {
-    items.into_iter().map(enc).collect()
-}
-
-fn at<T: Serialize>(index: usize, item: &T) -> Result<Vec<u8>, ManagerError> {
-    enc(&(index as u64, enc(item)?))
-}
 
 impl<T> ListProxy<T>
 where

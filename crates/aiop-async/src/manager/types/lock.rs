@@ -6,11 +6,10 @@ use std::marker::PhantomData;
 use std::sync::MutexGuard;
 use std::time::Duration;
 
-use super::enc;
+use super::{bool_or_timeout, decode, enc, timed_out};
 use crate::manager::proxy::typed_proxy;
 use crate::manager::{
-    Call, CallError, ClientId, Manager, ManagerError, Monitor, Proxy, Registry, RemoteError,
-    Served, decode,
+    Call, CallError, ClientId, Manager, ManagerError, Monitor, Proxy, Registry, RemoteError, Served,
 };
 
 const LOCK: &str = "aiop.Lock";
@@ -19,22 +18,6 @@ const RLOCK: &str = "aiop.RLock";
 pub(super) fn register(r: &mut Registry) {
     r.register(LOCK, |(): ()| Ok(Lock::default()));
     r.register(RLOCK, |(): ()| Ok(RLock::default()));
-}
-
-/// The error of a wait whose deadline passed. A timed-out acquire is an
-/// error on the server, not a `false` result, so that the result of a
-/// dropped call is only ever a success to undo.
-pub(super) fn timed_out(what: &str) -> CallError {
-    RemoteError::new(RemoteError::TIMED_OUT, what.to_string()).into()
-}
-
-/// The client side of [`timed_out`]: `()` is true, `TIMED_OUT` false.
-pub(super) fn bool_or_timeout(r: Result<Vec<u8>, ManagerError>) -> Result<bool, ManagerError> {
-    match r {
-        Ok(bytes) => decode::<()>(&bytes).map(|()| true),
-        Err(e) if e.is_remote(RemoteError::TIMED_OUT) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 fn not_owner(what: &str) -> CallError {

@@ -8,10 +8,10 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::enc;
+use super::{decode, enc, opt};
 use crate::manager::proxy::typed_proxy;
 use crate::manager::served::lock;
-use crate::manager::{Call, CallError, Manager, ManagerError, Proxy, Registry, Served, decode};
+use crate::manager::{Call, CallError, Manager, ManagerError, Proxy, Registry, Served};
 
 const KIND: &str = "aiop.Namespace";
 
@@ -89,13 +89,6 @@ pub struct NamespaceProxy {
 // In braces, which rustfmt leaves alone: it would drop the `<>` the macro
 // needs for a proxy without type parameters.
 typed_proxy! { NamespaceProxy<>, KIND }
-
-fn opt<T: DeserializeOwned>(bytes: &[u8]) -> Result<Option<T>, ManagerError> {
-    match decode::<Option<Vec<u8>>>(bytes)? {
-        Some(v) => decode(&v).map(Some),
-        None => Ok(None),
-    }
-}
 
 fn named<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<Vec<u8>, ManagerError> {
     enc(&(name, enc(value)?))

@@ -8,10 +8,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::enc;
+use super::{bool_or_timeout, decode, enc, timed_out};
 use crate::manager::proxy::typed_proxy;
 use crate::manager::{
-    Call, CallError, Manager, ManagerError, Monitor, Proxy, Registry, RemoteError, Served, decode,
+    Call, CallError, Manager, ManagerError, Monitor, Proxy, Registry, RemoteError, Served,
 };
 
 const QUEUE: &str = "aiop.Queue";
@@ -50,10 +50,6 @@ impl Queue {
             }),
         }
     }
-}
-
-fn timed_out(what: &str) -> CallError {
-    RemoteError::new(RemoteError::TIMED_OUT, what.to_string()).into()
 }
 
 impl Served for Queue {
@@ -152,14 +148,6 @@ pub struct JoinableQueueProxy<T> {
 }
 
 typed_proxy!(JoinableQueueProxy<T>, JOINABLE);
-
-fn bool_or_timeout(r: Result<Vec<u8>, ManagerError>) -> Result<bool, ManagerError> {
-    match r {
-        Ok(bytes) => decode::<()>(&bytes).map(|()| true),
-        Err(e) if e.is_remote(RemoteError::TIMED_OUT) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
 
 fn item_or_timeout<T: DeserializeOwned>(
     r: Result<Vec<u8>, ManagerError>,

@@ -5,11 +5,12 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use super::enc;
-use super::lock::{bool_or_timeout, expect_acquired, timed_out};
+use super::lock::expect_acquired;
+use super::{bool_or_timeout, timed_out};
+use super::{decode, enc};
 use crate::manager::proxy::typed_proxy;
 use crate::manager::{
-    Call, CallError, Manager, ManagerError, Monitor, Proxy, Registry, RemoteError, Served, decode,
+    Call, CallError, Manager, ManagerError, Monitor, Proxy, Registry, RemoteError, Served,
 };
 
 const SEMAPHORE: &str = "aiop.Semaphore";

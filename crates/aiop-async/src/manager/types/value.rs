@@ -7,11 +7,11 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::enc;
+use super::{at, decode, enc, encode_all, items as list, out_of_range};
 use crate::manager::proxy::typed_proxy;
 use crate::manager::served::lock;
 use crate::manager::{
-    Call, CallError, Manager, ManagerError, Proxy, Registry, RemoteError, Served, decode,
+    Call, CallError, Manager, ManagerError, Proxy, Registry, RemoteError, Served,
 };
 
 const VALUE: &str = "aiop.Value";
@@ -66,14 +66,6 @@ struct Array {
     items: Mutex<Vec<Vec<u8>>>,
 }
 
-fn out_of_range(index: u64, len: usize) -> CallError {
-    RemoteError::new(
-        RemoteError::OUT_OF_RANGE,
-        format!("index {index} is out of range for an array of length {len}"),
-    )
-    .into()
-}
-
 impl Served for Array {
     fn call(&self, call: &Call<'_>) -> Result<Vec<u8>, CallError> {
         let mut a = lock(&self.items);
@@ -84,7 +76,7 @@ impl Served for Array {
                 match usize::try_from(index).ok().and_then(|i| a.get(i)) {
                     // The item's own encoding is the reply.
                     Some(item) => Ok(item.clone()),
-                    None => Err(out_of_range(index, a.len())),
+                    None => Err(out_of_range(index, a.len(), "an array")),
                 }
             }
             "set" => {
@@ -92,7 +84,7 @@ impl Served for Array {
                 let len = a.len();
                 match usize::try_from(index).ok().and_then(|i| a.get_mut(i)) {
                     Some(slot) => *slot = item,
-                    None => return Err(out_of_range(index, len)),
+                    None => return Err(out_of_range(index, len, "an array")),
                 }
                 call.reply(&())
             }
@@ -281,21 +273,6 @@ pub struct ArrayProxy<T> {
 }
 
 typed_proxy!(ArrayProxy<T>, ARRAY);
-
-fn list<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, ManagerError> {
-    decode::<Vec<Vec<u8>>>(bytes)?
-        .iter()
-        .map(|b| decode(b))
-        .collect()
-}
-
-fn encode_all<T: Serialize>(items: &[T]) -> Result<Vec<Vec<u8>>, ManagerError> {
-    items.iter().map(enc).collect()
-}
-
-fn at<T: Serialize>(index: usize, item: &T) -> Result<Vec<u8>, ManagerError> {
-    enc(&(index as u64, enc(item)?))
-}
 
 impl<T> ArrayProxy<T>
 where
