@@ -216,7 +216,7 @@ where
     ///
     /// # Errors
     ///
-    /// [`RemoteError::OUT_OF_RANGE`] when `index` is not below the length
+    /// [`RemoteError::OUT_OF_RANGE`](crate::manager::RemoteError::OUT_OF_RANGE) when `index` is not below the length
     /// (nothing changes); as [`len`](ListProxy::len).
     pub async fn set(&self, index: usize, item: &T) -> Result<(), ManagerError> {
         decode(&self.proxy.call_raw("set", at(index, item)?, None).await?)
@@ -329,7 +329,7 @@ where
     ///
     /// # Errors
     ///
-    /// [`RemoteError::OUT_OF_RANGE`] when `index` is not below the length
+    /// [`RemoteError::OUT_OF_RANGE`](crate::manager::RemoteError::OUT_OF_RANGE) when `index` is not below the length
     /// (nothing changes); as [`len`](ListProxy::len).
     pub async fn pop_at(&self, index: usize) -> Result<T, ManagerError> {
         decode(
