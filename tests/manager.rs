@@ -729,11 +729,10 @@ impl Pending {
 }
 
 /// How a child's call made after its pending calls failed at a shutdown
-/// may end: with an error. (The child's connection thread on the server may
-/// still read it between the "shutting down" replies and the closing of the
-/// connections.)
+/// must end: refused (the server's connection thread may still read it
+/// before the connection is closed) or with the server gone; never served.
 fn later_fails(later: &str) -> bool {
-    !later.starts_with("ok")
+    later == "shutting down" || later == "gone"
 }
 
 #[test]

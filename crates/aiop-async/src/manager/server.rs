@@ -410,6 +410,23 @@ fn reply(client: &Client, id: u64, result: Result<Vec<u8>, RemoteError>) {
 
 /// Handles one request; true when the connection should end.
 fn handle(shared: &Arc<Shared>, client: &Arc<Client>, request: Request) -> bool {
+    if shared.stopping.load(Ordering::SeqCst) {
+        // Once a shutdown has begun nothing takes effect any more: a request
+        // read now (say one sent after its client saw another call end with
+        // `SHUTTING_DOWN`) is refused, and the connection ends.
+        let refused = match request {
+            // Stopping twice is not an error.
+            Request::Shutdown { .. } => Ok(protocol::encode(&()).expect("unit encodes")),
+            _ => Err(RemoteError::new(
+                RemoteError::SHUTTING_DOWN,
+                "the manager is shutting down",
+            )),
+        };
+        if let Some(id) = request_id(&request) {
+            reply(client, id, refused);
+        }
+        return true;
+    }
     match request {
         Request::Call {
             id,
@@ -549,6 +566,22 @@ fn handle(shared: &Arc<Shared>, client: &Arc<Client>, request: Request) -> bool 
         }
     }
     false
+}
+
+/// The id a request's reply carries, for requests that are answered.
+fn request_id(request: &Request) -> Option<u64> {
+    match *request {
+        Request::Create { id, .. }
+        | Request::Call { id, .. }
+        | Request::Publish { id, .. }
+        | Request::Lookup { id, .. }
+        | Request::Stats { id }
+        | Request::Shutdown { id } => Some(id),
+        Request::Cancel { .. }
+        | Request::DecRef { .. }
+        | Request::Lend { .. }
+        | Request::Adopt { .. } => None,
+    }
 }
 
 fn call(
