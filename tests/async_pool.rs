@@ -28,15 +28,14 @@
 //!    nothing else; dropping the reader hands the role to a waiter. And a
 //!    result future that was polled and then set aside (neither polled nor
 //!    dropped, as `&mut r` in a `select!` loop) stalls no other waiter,
-//!    whether it holds the reader role or was merely waiting (FAILS at
-//!    present: see `a_result_set_aside_stalls_no_other_waiter`).
+//!    whether it holds the reader role or was merely waiting (see
+//!    `a_result_set_aside_stalls_no_other_waiter`).
 //! 9. Arguments that do not serialize fail at submission with `Encode`, and
 //!    nothing runs.
 //! 10. `max_tasks_per_child` replaces the workers, loses nothing, and the
-//!     initializer runs once in every worker (FAILS at present, often: a
-//!     worker that answers its last task and exits before the reader ever
-//!     saw it running has that task failed with `WorkerDied`, though its
-//!     reply is in the result ring).
+//!     initializer runs once in every worker (including a worker that
+//!     answers its last task and exits before the reader ever saw it
+//!     running: its reply in the result ring counts, not `WorkerDied`).
 //! 11. `join().await` waits for the tasks of outstanding `apply_async`
 //!     results (running and queued), keeps their results, and reaps every
 //!     worker.

@@ -51,8 +51,8 @@
 //!   the server completed (seen through a second connection) and whose
 //!   future is then dropped with its result unread must give the item (the
 //!   lock) back although the dropping process makes no further call, so
-//!   that another process gets it. These two FAIL at present (see
-//!   `GIVEN_BACK_WITHIN`).
+//!   that another process gets it (the client's drain thread reads the
+//!   result and sends the undo).
 //! * **Reference counting.** An object lives while a proxy to it exists in
 //!   any process: the parent drops its proxy after passing it to a child,
 //!   and the child still uses it; once every proxy is dropped
@@ -70,6 +70,10 @@
 //!   is used there and sent back; a `Vec` of proxies is a spawn argument.
 //! * `Builder::serve_here()` (the server on threads of the test process)
 //!   serves a child.
+//! * **Fork.** In a `fork`ed copy of the test process, every call through
+//!   the inherited connection (blocking and async, a lock `release` among
+//!   them) is refused with `Unsupported`; the parent's lock is still held
+//!   and its dict untouched afterwards.
 aiop::test_support!();
 
 mod common;
@@ -938,18 +942,10 @@ executor_tests! {
 }
 
 /// How long another process waits for what a dropped call of an idle
-/// process should have given back: it is back at once when the undo works,
-/// so this only bounds a failure (kept well under `GENEROUS` so that the
-/// suite stays short while such a bug exists).
-///
-/// At present the two tests using it fail: the client has no reader thread,
-/// so the result of a call whose future was dropped (an item taken, a lock
-/// granted) stays unread in the socket, and its undo (`unget`, `release`)
-/// is sent only when some later call of the same process reads the
-/// connection. A process that drops such a future and then makes no manager
-/// call (it computes, or waits on something else) withholds the item or
-/// the lock from every other process until it does.
-const GIVEN_BACK_WITHIN: Duration = Duration::from_secs(5);
+/// process should have given back. Only a failure reaches it: the client's
+/// drain thread reads the dropped call's result and sends its undo
+/// (`unget`, `release`) although the process makes no further call.
+const GIVEN_BACK_WITHIN: Duration = GENEROUS;
 
 /// A proxy to `proxy`'s object on a connection of its own, to look at the
 /// object later without reading the connection of `m` (made before the
@@ -1330,4 +1326,66 @@ fn serve_here_serves_a_child() {
     assert_eq!(d.get_blocking(&"2x".into()).unwrap(), Some(42));
     m.shutdown_blocking().unwrap();
     assert!(d.len_blocking().unwrap_err().is_server_gone());
+}
+
+// ---------------------------------------------------------------------------
+// A connection inherited through fork
+
+/// Whether `r` is the refusal of a manager connection inherited through
+/// `fork`.
+fn refused_in_fork<T>(r: &Result<T, ManagerError>) -> bool {
+    matches!(r, Err(ManagerError::Io(e)) if e.kind() == std::io::ErrorKind::Unsupported)
+}
+
+/// Run in the forked copy of the test process: every call through the
+/// parent's connection, blocking or async, must be refused.
+fn calls_in_fork(lock: &LockProxy, d: &Dict) -> bool {
+    refused_in_fork(&lock.release_blocking())
+        && refused_in_fork(&lock.is_locked_blocking())
+        && refused_in_fork(&d.insert_blocking(&"k".into(), &1))
+        && refused_in_fork(&future::block_on(d.insert(&"k".into(), &2)))
+        && refused_in_fork(&future::block_on(lock.acquire()))
+}
+
+#[test]
+fn a_connection_inherited_through_fork_refuses_every_call() {
+    let m = Manager::start().unwrap();
+    let lock = m.lock_blocking().unwrap();
+    let d: Dict = m.dict_blocking().unwrap();
+    // Held by this process's connection, which the forked copy shares: a
+    // release sent through it would succeed on the server.
+    lock.acquire_blocking().unwrap();
+
+    // SAFETY: fork in a multi-threaded process. The copy runs only this
+    // thread, and before `_exit` it does nothing but the calls above, which
+    // stop at the client's pid check (no lock of another thread is taken
+    // first; allocation is fork-safe in glibc, whose malloc takes its locks
+    // around fork).
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let refused = std::panic::catch_unwind(|| calls_in_fork(&lock, &d)).unwrap_or(false);
+        // SAFETY: ends the copy at once, running no destructor or exit
+        // handler of the parent's state (its manager, threads and harness).
+        unsafe { libc::_exit(if refused { 0 } else { 1 }) };
+    }
+    let copy = common::pidfd(pid as u32);
+    let ended = common::ends_within(&copy, GENEROUS);
+    if !ended {
+        // SAFETY: `pid` is our unreaped child, so the number is still its.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(ended, "the forked copy hung");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "a call through the inherited connection was not refused (status {status:#x})"
+    );
+    // Nothing reached the server, and the connection is still in step.
+    assert!(lock.is_locked_blocking().unwrap());
+    assert_eq!(d.len_blocking().unwrap(), 0);
+    lock.release_blocking().unwrap();
+    m.shutdown_blocking().unwrap();
 }

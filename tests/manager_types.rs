@@ -89,8 +89,8 @@
 //! * An async call left pending without being polled (after a `poll_once`,
 //!   or the future a `select` hands back) does not stall the other async
 //!   calls of the same process (one executor: the client's reading of
-//!   replies is the same on all). This test FAILS at the time of writing
-//!   (after [`GENEROUS`]): see its comment.
+//!   replies is the same on all): the call that is polled takes over
+//!   watching the socket from the one set aside.
 aiop::test_support!();
 
 mod common;
@@ -1339,11 +1339,10 @@ async fn or_hang<T>(fut: impl std::future::Future<Output = T>) -> Option<T> {
 /// other calls must still complete. (One executor suffices: the reading of
 /// replies is the client's own, the same on every executor.)
 ///
-/// Fails at the time of writing: in `client.rs`, `poll_reply` returns
-/// `Pending` without reading while another call is the parked reader
-/// (`other_parked`), relying on that call's future being polled when the
-/// socket turns readable; a future polled once and then set aside never
-/// is, so every later async call of the process waits forever.
+/// (Found by review: `poll_reply` used to return `Pending` without reading
+/// while another call was the parked reader, relying on that call's future
+/// being polled when the socket turned readable; a future set aside never
+/// is. Now whoever is polled reads.)
 #[test]
 fn an_idle_pending_call_does_not_stall_the_others() {
     async_io::block_on(async {

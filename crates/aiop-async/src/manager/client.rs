@@ -83,6 +83,30 @@ impl fmt::Debug for Client {
 /// The clients of this process, for proxies that arrive by value.
 static CLIENTS: Mutex<Vec<Weak<Client>>> = Mutex::new(Vec::new());
 
+/// How long a process that exits waits for the server to answer the calls
+/// it cancelled, so that their undos (an item put back, a permit given
+/// back) go out before it is gone. The answer is a round trip away unless
+/// the server is stuck.
+const EXIT_UNDO_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
+static EXIT_HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Run when the process exits: waits (up to [`EXIT_UNDO_BOUND`] in all) for
+/// the drain threads of this process's clients.
+fn finish_undos_at_exit() {
+    let pid = std::process::id();
+    // `try_lock`: in a forked copy the lock may be held by a thread that
+    // does not exist there (and that copy's clients are not its own).
+    let clients: Vec<Arc<Client>> = match CLIENTS.try_lock() {
+        Ok(all) => all.iter().filter_map(Weak::upgrade).collect(),
+        Err(_) => return,
+    };
+    let deadline = std::time::Instant::now() + EXIT_UNDO_BOUND;
+    for c in clients.iter().filter(|c| c.pid == pid) {
+        c.await_drain(deadline);
+    }
+}
+
 impl Client {
     fn new(
         conn: core::Connection,
@@ -101,7 +125,27 @@ impl Client {
         let mut all = lock(&CLIENTS);
         all.retain(|w| w.strong_count() > 0);
         all.push(Arc::downgrade(&client));
+        drop(all);
+        EXIT_HOOK.call_once(|| aiop_core::process::at_exit(finish_undos_at_exit));
         Ok(client)
+    }
+
+    /// Waits until no drain thread runs (every undo owed has gone out), the
+    /// connection has ended, or `deadline`.
+    fn await_drain(&self, deadline: std::time::Instant) {
+        let mut d = lock(&self.demux);
+        while d.draining && d.gone.is_none() {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            d.sleepers += 1;
+            d = match self.replied.wait_timeout(d, deadline - now) {
+                Ok((d, _)) => d,
+                Err(e) => e.into_inner().0,
+            };
+            d.sleepers -= 1;
+        }
     }
 
     /// Connects to the manager at `address`, blocking.
@@ -395,13 +439,19 @@ impl Client {
 
     fn poll_reply(&self, id: u64, cx: &mut Context<'_>) -> Poll<Result<Vec<u8>, ManagerError>> {
         let mut d = lock(&self.demux);
+        // Whether this poll read the socket: other calls may have seen it
+        // `busy` meanwhile and returned `Pending`, counting on a reader; one
+        // that leaves must wake them so that one takes over.
+        let mut read = false;
         loop {
             if let Some(Slot::Done(_)) = d.slots.get(&id) {
                 let Some(Slot::Done(result)) = d.slots.remove(&id) else {
                     unreachable!()
                 };
-                if d.parked == Some(id) {
-                    d.parked = None;
+                if d.parked == Some(id) || read {
+                    if d.parked == Some(id) {
+                        d.parked = None;
+                    }
                     self.handoff(&mut d);
                 }
                 return Poll::Ready(result.map_err(ManagerError::Remote));
@@ -426,6 +476,7 @@ impl Client {
             // leaves).
             // Read what has arrived, without waiting.
             d.busy = true;
+            read = true;
             drop(d);
             let mut got = Vec::new();
             loop {

@@ -63,6 +63,22 @@ fn thread_owner() -> u64 {
 /// address) when it deserializes the proxy. Send proxies only through
 /// channels you would trust with the authkey.
 ///
+/// Each serialization lends one reference, which the first deserialization
+/// of those bytes takes over. Two consequences:
+///
+/// * Bytes that are never deserialized (a message lost with a receiver that
+///   was killed, a proxy serialized for a log, a stored proxy removed
+///   unread) keep the object alive until the server stops.
+/// * Bytes deserialized more than once (a proxy stored in a served dict and
+///   read by several processes) give the first reader the lent reference;
+///   a later reader gets one of its own only while the object still lives.
+///   Once every reader has dropped its proxy the object is gone, and a
+///   later read yields a proxy whose calls fail with
+///   [`RemoteError::NO_SUCH_OBJECT`](super::RemoteError::NO_SUCH_OBJECT).
+///   To share an object through a served container, store a name bound
+///   with [`Manager::publish`](super::Manager::publish) instead of the
+///   proxy (Python's nested proxies have no exact counterpart here).
+///
 /// # Owners
 ///
 /// Objects that belong to a caller (an [`RLockProxy`](super::RLockProxy), a

@@ -359,6 +359,12 @@ impl Call<'_> {
         deadline: Option<Instant>,
         mut ready: impl FnMut(&mut T) -> bool,
     ) -> Result<(MutexGuard<'m, T>, bool), CallError> {
+        // Interruption first, here too: the call may be run on its own
+        // thread after its `Cancel` was handled (and after what it waits for
+        // was released), and must then take nothing.
+        if let Some(e) = self.token.and_then(CancelToken::interrupted) {
+            return Err(e.into());
+        }
         if ready(&mut guard) {
             return Ok((guard, true));
         }

@@ -237,7 +237,9 @@ impl Shared {
             objects.names.clear();
             objects.live.drain().map(|(_, e)| e).collect()
         };
-        drop(dropped);
+        for e in dropped {
+            quietly(|| drop(e));
+        }
         *lock(&self.stopped) = true;
         self.stopped_cond.notify_all();
     }
@@ -255,8 +257,9 @@ impl Shared {
                 None => None,
             }
         };
-        // Dropped outside the lock: a served object's drop may take time.
-        drop(gone);
+        // Dropped outside the lock: a served object's drop may take time
+        // (or panic).
+        quietly(|| drop(gone));
     }
 
     fn get(&self, object: u64) -> Result<(Arc<dyn Served>, Arc<str>), RemoteError> {
@@ -359,8 +362,11 @@ fn serve_client(shared: &Arc<Shared>, id: ClientId, conn: core::Connection) {
         // This thread is the connection's only receiver.
         match client.conn.recv_exclusive::<Request>() {
             Ok(request) => {
-                if handle(shared, &client, request) {
-                    break;
+                // A panic (in user code not contained below, or a bug) ends
+                // this client's connection, never without its cleanup.
+                match catch_unwind(AssertUnwindSafe(|| handle(shared, &client, request))) {
+                    Ok(false) => {}
+                    Ok(true) | Err(_) => break,
                 }
             }
             Err(RecvError::Closed) => break,
@@ -390,7 +396,7 @@ fn client_ended(shared: &Shared, client: &Arc<Client>) {
     }
     for object in held {
         if let Ok((o, _)) = shared.get(object) {
-            o.client_gone(client.id);
+            quietly(|| o.client_gone(client.id));
         }
     }
     for (object, n) in refs {
@@ -436,7 +442,17 @@ fn handle(shared: &Arc<Shared>, client: &Arc<Client>, request: Request) -> bool 
             args,
         } => call(shared, client, id, object, method, owner, args),
         Request::Create { id, kind, args } => {
-            let made = shared.registry.create(&kind, &args);
+            // A constructor that panics fails this create, like a method.
+            let made = catch_unwind(AssertUnwindSafe(|| shared.registry.create(&kind, &args)))
+                .unwrap_or_else(|p| {
+                    Err(RemoteError::new(
+                        RemoteError::PANICKED,
+                        format!(
+                            "the constructor of {kind:?} panicked: {}",
+                            panic_message(p.as_ref())
+                        ),
+                    ))
+                });
             let result = made.and_then(|object| {
                 let mut objects = lock(&shared.objects);
                 if shared.stopping.load(Ordering::SeqCst) {
@@ -714,17 +730,29 @@ fn run(
         hold: &hold,
     };
     let result = catch_unwind(AssertUnwindSafe(|| served.call(&call))).unwrap_or_else(|p| {
-        let msg = if let Some(s) = p.downcast_ref::<&str>() {
-            (*s).to_string()
-        } else if let Some(s) = p.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "a panic".to_string()
-        };
+        let msg = panic_message(p.as_ref());
         Err(RemoteError::new(RemoteError::PANICKED, format!("{method:?} panicked: {msg}")).into())
     });
     if orphan_hold.get() {
-        served.client_gone(client.id);
+        quietly(|| served.client_gone(client.id));
     }
     result
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic".to_string()
+    }
+}
+
+/// Runs user code whose panic must not end the server's thread (a served
+/// object's `client_gone` or `Drop`): the panic is contained and dropped,
+/// as there is nobody to report it to.
+fn quietly(f: impl FnOnce()) {
+    let _ = catch_unwind(AssertUnwindSafe(f));
 }

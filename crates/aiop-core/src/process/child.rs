@@ -135,6 +135,9 @@ pub(crate) enum Entry {
 }
 
 fn end(entry: Entry, code: i32) -> ! {
+    // The process's own exit work (a forked copy skips the C library's
+    // atexit handlers, which are its parent's).
+    super::exit::run_exit_hooks();
     match entry {
         // A fresh image may run its atexit handlers (coverage, sanitizers).
         Entry::Exec => std::process::exit(code),

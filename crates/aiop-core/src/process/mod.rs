@@ -58,6 +58,7 @@ mod builder;
 mod child;
 pub(crate) use child::same_image;
 mod error;
+mod exit;
 mod forkserver;
 mod info;
 mod reap;
@@ -86,6 +87,7 @@ pub use builder::Builder;
 pub use child::__enable_test_mode;
 pub use child::init;
 pub use error::ProcessError;
+pub use exit::at_exit;
 pub use info::{ProcessInfo, active_children, cpu_count, current_process, parent_process};
 pub use start_method::{ParseStartMethodError, StartMethod, set_start_method, start_method};
 

@@ -78,6 +78,15 @@ fn raw_fork() -> io::Result<Forked> {
 }
 
 /// Ends this process at once with `code`: no destructors, no `atexit`.
+/// Has the C library run `hook` when the process exits normally (`exit`,
+/// or `main` returning); false when its table is full.
+pub(crate) fn on_exit(hook: extern "C" fn()) -> bool {
+    // SAFETY: `atexit` only records the pointer; `hook` is a plain function
+    // that lives as long as the program. The caller's hook must not unwind
+    // (it is called from C).
+    unsafe { libc::atexit(hook) == 0 }
+}
+
 pub(crate) fn exit_now(code: i32) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -112,7 +112,7 @@ impl Condition {
         }
         if deadline.is_some_and(|d| d <= Instant::now()) {
             // Released and taken back at once: nothing changes.
-            return call.reply(&(false, s.lock.depth()));
+            return call.reply(&(false, s.lock.depth(), s.lock.epoch()));
         }
         if !call.can_block() {
             return Err(call.must_block());
@@ -150,9 +150,10 @@ impl Condition {
         };
         match retake_reentrant(call, &self.m, s, the_lock, levels) {
             Ok(s) => {
+                let epoch = s.lock.epoch();
                 drop(s);
                 self.m.notify_all();
-                call.reply(&(notified, levels))
+                call.reply(&(notified, levels, epoch))
             }
             Err(e) => {
                 // Interrupted while taking the lock back: it stays released,
@@ -176,16 +177,20 @@ impl Served for Condition {
             "release" => release_reentrant(call, &self.m, self.m.lock(), the_lock, 1),
             "wait" => self.wait(call),
             "unwait" => {
-                // The undo of a `wait` whose future was dropped: give back
-                // the levels it took back, and the notification it got.
-                let (notified, levels): (bool, u32) = call.args()?;
+                // The undo of a `wait` whose future was dropped: pass on the
+                // notification it got, and give back the levels it took
+                // back, unless the caller has let that hold go since (say
+                // by dropping its guard and taking the lock again: that
+                // later hold is not the wait's to release).
+                let (notified, levels, epoch): (bool, u32, u64) = call.args()?;
                 let mut s = self.m.lock();
                 if notified {
                     s.notify(1);
                 }
-                let released = release_reentrant(call, &self.m, s, the_lock, levels);
+                s.lock.give_back_in(call.owner(), levels, epoch);
+                drop(s);
                 self.m.notify_all();
-                released
+                call.reply(&())
             }
             "notify" => {
                 let n: u64 = call.args()?;
@@ -312,12 +317,12 @@ impl ConditionProxy {
             .proxy
             .call_raw("wait", enc(&timeout)?, Some(("unwait", None)))
             .await?;
-        decode::<(bool, u32)>(&r).map(|(notified, _)| notified)
+        decode::<(bool, u32, u64)>(&r).map(|(notified, _, _)| notified)
     }
 
     fn wait_raw_blocking(&self, timeout: Option<Duration>) -> Result<bool, ManagerError> {
         let r = self.proxy.call_raw_blocking("wait", enc(&timeout)?)?;
-        decode::<(bool, u32)>(&r).map(|(notified, _)| notified)
+        decode::<(bool, u32, u64)>(&r).map(|(notified, _, _)| notified)
     }
 
     /// Releases the lock, waits for a [`notify`](Self::notify), and takes

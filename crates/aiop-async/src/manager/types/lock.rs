@@ -90,6 +90,10 @@ impl Served for Lock {
 pub(super) struct Reentrant {
     owner: Option<(ClientId, u64)>,
     depth: u32,
+    /// Counts the times the lock went from free to held: one hold of an
+    /// owner is told from a later one (a condition's `unwait` gives back
+    /// only the hold its `wait` took).
+    epoch: u64,
 }
 
 impl Reentrant {
@@ -126,10 +130,24 @@ impl Reentrant {
             levels
         };
         if depth > 0 {
+            if self.owner != Some(me) {
+                self.epoch = self.epoch.wrapping_add(1);
+            }
             self.owner = Some(me);
             self.depth = depth;
         }
         Ok(())
+    }
+
+    /// Which hold this is (see the field).
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Gives back up to `levels` levels of `me` if `me` still holds the
+    /// lock in `epoch` (has not let it go since); whether it did.
+    pub(super) fn give_back_in(&mut self, me: (ClientId, u64), levels: u32, epoch: u64) -> bool {
+        self.epoch == epoch && self.give_back(me, levels)
     }
 
     /// Gives back up to `levels` levels of `me`; false when `me` does not

@@ -29,7 +29,10 @@ struct Queue {
 }
 
 struct QueueState {
-    items: VecDeque<Vec<u8>>,
+    /// Each item with its place in the order of `put`s (ascending), so that
+    /// items given back by cancelled `get`s return to their places.
+    items: VecDeque<(u64, Vec<u8>)>,
+    next_seq: u64,
     maxsize: usize,
     unfinished: u64,
 }
@@ -45,6 +48,7 @@ impl Queue {
         Queue {
             m: Monitor::new(QueueState {
                 items: VecDeque::new(),
+                next_seq: 0,
                 maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
                 unfinished: 0,
             }),
@@ -63,7 +67,9 @@ impl Served for Queue {
                 if !ok {
                     return Err(timed_out("the queue stayed full"));
                 }
-                q.items.push_back(item);
+                let seq = q.next_seq;
+                q.next_seq += 1;
+                q.items.push_back((seq, item));
                 q.unfinished += 1;
                 drop(q);
                 self.m.notify_all();
@@ -76,17 +82,30 @@ impl Served for Queue {
                 if !ok {
                     return Err(timed_out("the queue stayed empty"));
                 }
-                let item = q.items.pop_front().expect("not empty");
+                let (seq, item) = q.items.pop_front().expect("not empty");
                 drop(q);
                 self.m.notify_all();
-                // The item's own encoding is the reply, so that an
-                // orphaned reply is the argument of `unget` as it stands.
-                Ok(item)
+                // The reply is `(seq, item)` in postcard (the varint of
+                // `seq`, then the item's own encoding), so that an orphaned
+                // reply is the argument of `unget` as it stands.
+                let mut reply = call.reply(&seq)?;
+                reply.extend_from_slice(&item);
+                Ok(reply)
             }
             "unget" => {
-                // The undo of a cancelled `get`: the item goes back in front.
+                // The undo of a cancelled `get`: the item goes back to its
+                // place in the order of puts (the front, unless several
+                // cancelled gets give theirs back out of order).
+                let (seq, item) =
+                    postcard::take_from_bytes::<u64>(call.raw_args()).map_err(|e| {
+                        RemoteError::new(
+                            RemoteError::BAD_ARGUMENTS,
+                            format!("the arguments of \"unget\" did not decode: {e}"),
+                        )
+                    })?;
                 let mut q = q;
-                q.items.push_front(call.raw_args().to_vec());
+                let at = q.items.partition_point(|(s, _)| *s < seq);
+                q.items.insert(at, (seq, item.to_vec()));
                 drop(q);
                 self.m.notify_all();
                 call.reply(&())
@@ -128,8 +147,8 @@ impl Served for Queue {
 /// # Cancel safety
 ///
 /// Dropping a [`get`](QueueProxy::get) future loses no item: if the server
-/// had already taken one for it, the proxy puts it back at the front of the
-/// queue. A dropped [`put`](QueueProxy::put) either put its item or did
+/// had already taken one for it, the proxy puts it back in its place (the
+/// front, unless a later item was given back first). A dropped [`put`](QueueProxy::put) either put its item or did
 /// not; it is never put twice.
 pub struct QueueProxy<T> {
     proxy: Proxy,
@@ -153,7 +172,8 @@ fn item_or_timeout<T: DeserializeOwned>(
     r: Result<Vec<u8>, ManagerError>,
 ) -> Result<Option<T>, ManagerError> {
     match r {
-        Ok(bytes) => decode(&bytes).map(Some),
+        // `(seq, item)`: the item's place in the queue's order, then itself.
+        Ok(bytes) => decode::<(u64, T)>(&bytes).map(|(_, item)| Some(item)),
         Err(e) if e.is_remote(RemoteError::TIMED_OUT) => Ok(None),
         Err(e) => Err(e),
     }
