@@ -61,7 +61,9 @@
 //! Python's operators; each process keeps one connection per manager and
 //! pipelines its calls on it (Python opens one per thread); a client whose
 //! process dies gives back the locks it held; cancelling an async call
-//! that waits (a queue's `get`, a lock's `acquire`) loses nothing.
+//! that waits (a queue's `get`, a lock's `acquire`) loses nothing, even as
+//! a process's last act (an exiting process waits, up to 2 s, for the
+//! server to answer its cancelled calls so that their undos go out).
 //!
 //! # Implementation
 //!
