@@ -78,6 +78,7 @@ const BENCHES: &[Bench] = &[
     ("async/pool_map_chunk1", pool::async_map_chunk1),
     ("manager/dict_get", manager::dict_get),
     ("async/manager_dict_get", manager::async_dict_get),
+    ("manager/dict_get_nospin", manager::dict_get_nospin),
 ];
 
 /// Ratios printed when both sides ran: (name, numerator, denominator).

@@ -589,13 +589,17 @@ impl Client {
         }
     }
 
+    fn spin_then_recv(&self) -> Result<Reply, RecvError> {
+        super::protocol::spin_then_recv(self.conn.get_ref())
+    }
+
     /// Takes the reader's turn (the caller saw nobody `busy`), blocks for
     /// one reply, files it and runs the undos it calls for.
     fn read_blocking<'a>(&'a self, mut d: MutexGuard<'a, Demux>) -> MutexGuard<'a, Demux> {
         d.busy = true;
         drop(d);
         // The demux's `busy` flag makes this the only receiver.
-        let got = self.conn.get_ref().recv_exclusive::<Reply>();
+        let got = self.spin_then_recv();
         let mut d = lock(&self.demux);
         d.busy = false;
         let undos = self.deliver(&mut d, got);

@@ -142,10 +142,15 @@ struct ServeArgs {
     authkey: Option<Vec<u8>>,
     /// Where the server reports its address (or why it could not bind).
     report: core::Connection,
+    /// The starting process's `aiop::sync::set_spinning` setting, if made.
+    spinning: Option<bool>,
 }
 
 /// The body of a manager's server process.
 fn serve_main<T: Types>(args: ServeArgs) -> Result<(), String> {
+    if let Some(on) = args.spinning {
+        aiop_core::sync::set_spinning(on);
+    }
     let mut registry = Registry::with_builtins();
     T::register(&mut registry);
     let address: Address = args.address.parse().map_err(|e| format!("{e}"))?;
@@ -284,6 +289,7 @@ impl Builder {
                     address: address.to_string(),
                     authkey: Some(authkey.clone()),
                     report: theirs,
+                    spinning: aiop_core::sync::spinning_setting(),
                 },
             )
             .map_err(|e| {

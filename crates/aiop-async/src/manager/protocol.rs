@@ -84,3 +84,51 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, 
         Err(e) => Err(e.to_string()),
     }
 }
+
+/// How long a manager connection's reader polls before it sleeps in the
+/// receive. A round trip between two spinning sides on different CPUs takes
+/// a few microseconds, and one that wakes a sleeping side tens of them
+/// (most of it the wake-up), so a reply or request that comes within this
+/// budget is caught while it is cheap; a longer wait costs the budget once.
+pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Threads of this process polling a manager connection now.
+static SPINNERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Receives one message on a connection this thread alone receives from:
+/// first polling for up to [`SPIN`] without sleeping (when this process
+/// spins at all, `aiop_core::sync::spinning`, and fewer threads of it poll
+/// than it has other CPUs), then inside the receive. A message that arrives
+/// while the thread polls costs no wake-up of it.
+pub(crate) fn spin_then_recv<T: serde::de::DeserializeOwned>(
+    conn: &aiop_core::connection::Connection,
+) -> Result<T, aiop_core::connection::RecvError> {
+    use aiop_core::connection::RecvError;
+    use std::sync::atomic::Ordering;
+    if aiop_core::sync::spinning() {
+        // Looked up once: the CPU count reads the affinity and cgroup
+        // limits, which takes longer than a round trip.
+        static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let limit = *LIMIT.get_or_init(|| aiop_core::process::cpu_count().saturating_sub(1).max(1));
+        if SPINNERS.fetch_add(1, Ordering::Relaxed) < limit {
+            let start = std::time::Instant::now();
+            let got = loop {
+                match conn.try_recv::<T>() {
+                    Err(RecvError::Empty) => {}
+                    other => break Some(other),
+                }
+                if start.elapsed() >= SPIN {
+                    break None;
+                }
+                std::hint::spin_loop();
+            };
+            SPINNERS.fetch_sub(1, Ordering::Relaxed);
+            if let Some(got) = got {
+                return got;
+            }
+        } else {
+            SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    conn.recv_exclusive::<T>()
+}

@@ -360,7 +360,7 @@ fn serve_client(shared: &Arc<Shared>, id: ClientId, conn: core::Connection) {
     }
     loop {
         // This thread is the connection's only receiver.
-        match client.conn.recv_exclusive::<Request>() {
+        match protocol::spin_then_recv::<Request>(&client.conn) {
             Ok(request) => {
                 // A panic (in user code not contained below, or a bug) ends
                 // this client's connection, never without its cleanup.

@@ -82,9 +82,29 @@ static SPINNING: AtomicU8 = AtomicU8::new(0);
 /// signals within that time, and a wake-up from the kernel costs several
 /// microseconds more. On a machine with more busy processes than CPUs,
 /// spinning only burns the time slice that the peer needs; turn it off
-/// there. The setting covers every primitive of this process.
+/// there. The setting covers every primitive of this process, and the
+/// connections of `aiop::manager` (whose readers spin longer, polling the
+/// socket, before they sleep in the receive; a manager server process that
+/// this process starts takes the setting along).
 pub fn set_spinning(on: bool) {
     SPINNING.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether waiters of this process spin before they sleep: the setting of
+/// [`set_spinning`], or by default whether the process may run on more
+/// than one CPU.
+pub fn spinning() -> bool {
+    may_spin()
+}
+
+/// The setting made by [`set_spinning`] in this process, if any (`None`:
+/// the default, decided by the CPU count).
+pub fn spinning_setting() -> Option<bool> {
+    match SPINNING.load(Ordering::Relaxed) {
+        1 => Some(true),
+        2 => Some(false),
+        _ => None,
+    }
 }
 
 /// Whether spinning can help at all: not with a single CPU.
