@@ -25,8 +25,6 @@ aiop::test_support!();
 
 mod common;
 
-use std::cell::Cell;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -37,7 +35,7 @@ use aiop::blocking::sync::Event;
 use aiop::queue::{
     GetError, JoinableQueue, PutError, Queue, SimpleQueue, TryGetError, TryPutError,
 };
-use common::{GENEROUS, executor_tests, join_all};
+use common::{GENEROUS, executor_tests, join_all, or_timeout, rng};
 use serde::de::DeserializeOwned;
 
 const SHORT: Duration = Duration::from_millis(20);
@@ -48,28 +46,6 @@ fn child() -> aiop::blocking::process::Builder {
 
 fn join_ok<R: DeserializeOwned>(p: &mut Process<R>) -> R {
     p.join_timeout(GENEROUS).expect("the child succeeds")
-}
-
-/// A small xorshift generator: random short timeouts without a crate.
-fn rng(seed: u64) -> impl FnMut() -> u64 {
-    let s = Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    move || {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        x
-    }
-}
-
-/// `fut`, or `None` when `after` passes first (and `fut` is dropped).
-async fn or_timeout<T>(fut: impl Future<Output = T>, after: Duration) -> Option<T> {
-    futures_lite::future::or(async { Some(fut.await) }, async {
-        async_io::Timer::after(after).await;
-        None
-    })
-    .await
 }
 
 // ---------------------------------------------------------------------------

@@ -74,14 +74,14 @@
 //!   the inherited connection (blocking and async, a lock `release` among
 //!   them) is refused with `Unsupported`; the parent's lock is still held
 //!   and its dict untouched afterwards.
+//! * **Spinning.** A server started by `Manager::start` reports (through a
+//!   custom type) the `aiop::sync::spinning()` its starter set, on and off.
 aiop::test_support!();
 
 mod common;
 
-use std::cell::Cell;
 use std::collections::HashSet;
 use std::future::Future;
-use std::os::fd::OwnedFd;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,8 +93,11 @@ use aiop::manager::{
     Call, CallError, DictProxy, EventProxy, LockProxy, Manager, ManagerError, Proxy, QueueProxy,
     RLockProxy, Registry, RemoteError, Served, Types,
 };
-use aiop::process::Process;
-use common::{GENEROUS, assert_reaped, blocked_in, executor_tests, park_forever, until};
+use common::manager::{objects, watcher};
+use common::{
+    Child, GENEROUS, assert_reaped, blocked_in, executor_tests, or_timeout, park_forever, rng,
+    short_delay, spawn, until,
+};
 use futures_lite::future::{self, poll_once};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -102,50 +105,7 @@ use serde::de::DeserializeOwned;
 // ---------------------------------------------------------------------------
 // Helpers
 
-/// A spawned daemon child with a pidfd, to prove it reaped.
-struct Child<R> {
-    p: Process<R>,
-    fd: OwnedFd,
-}
-
-fn spawn<A, R>(f: fn(A) -> R, args: A) -> Child<R>
-where
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
-{
-    let p = Process::from(
-        Process::builder()
-            .daemon(true)
-            .spawn(f, args)
-            .expect("spawn a child"),
-    );
-    let fd = common::pidfd(p.pid());
-    Child { p, fd }
-}
-
-impl<R: DeserializeOwned> Child<R> {
-    fn pid(&self) -> u32 {
-        self.p.pid()
-    }
-
-    /// Joins (bounded) and checks that the child is reaped.
-    fn join(mut self) -> R {
-        let r = self
-            .p
-            .join_timeout_blocking(GENEROUS)
-            .expect("the child succeeds");
-        assert_reaped(self.p.pid(), &self.fd);
-        r
-    }
-
-    /// SIGKILLs the child, joins it and checks that it is reaped.
-    fn kill(mut self) {
-        self.p.kill().expect("kill");
-        let r = self.p.join_timeout_blocking(GENEROUS);
-        assert!(r.is_err(), "a killed child has no result");
-        assert_reaped(self.p.pid(), &self.fd);
-    }
-}
+type Dict = DictProxy<String, u64>;
 
 /// The pid of the process listening at the abstract address `address`: the
 /// peer credentials of a bare connection to it (which the server drops at
@@ -239,46 +199,6 @@ const BLOCKED_IN: &[libc::c_long] = &[
     libc::SYS_recvmsg,
     libc::SYS_recvfrom,
 ];
-
-/// A small xorshift generator: random short timeouts without a crate.
-fn rng(seed: u64) -> impl FnMut() -> u64 {
-    let s = Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    move || {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        x
-    }
-}
-
-/// `fut`, or `None` when `after` passes first (and `fut` is dropped).
-async fn or_timeout<T>(fut: impl Future<Output = T>, after: Duration) -> Option<T> {
-    future::or(async { Some(fut.await) }, async {
-        async_io::Timer::after(after).await;
-        None
-    })
-    .await
-}
-
-/// A random short delay: zero a third of the time (the future is dropped
-/// right after its request went out), otherwise up to about a round trip or
-/// a few.
-fn short_delay(next: &mut impl FnMut() -> u64) -> Duration {
-    match next() % 3 {
-        0 => Duration::ZERO,
-        1 => Duration::from_micros(next() % 300),
-        _ => Duration::from_micros(next() % 2000),
-    }
-}
-
-/// A manager's object count (its stats' first number).
-fn objects(m: &Manager) -> u64 {
-    m.stats_blocking().expect("stats").0
-}
-
-type Dict = DictProxy<String, u64>;
 
 // ---------------------------------------------------------------------------
 // 1. A client that is not a child of the server, and the authkey
@@ -947,18 +867,6 @@ executor_tests! {
 /// (`unget`, `release`) although the process makes no further call.
 const GIVEN_BACK_WITHIN: Duration = GENEROUS;
 
-/// A proxy to `proxy`'s object on a connection of its own, to look at the
-/// object later without reading the connection of `m` (made before the
-/// call under test: making it reads that connection).
-fn watcher<P: aiop::manager::ProxyType>(m: &Manager, proxy: &P) -> P {
-    let name = format!("watched-{}", proxy.as_proxy().id());
-    m.publish_blocking(&name, proxy).unwrap();
-    let other = Manager::connect_blocking(m.address(), m.authkey()).unwrap();
-    let watcher = other.lookup_blocking(&name).unwrap().expect("published");
-    assert!(m.unpublish_blocking(&name).unwrap());
-    watcher
-}
-
 fn get_within((q, within): (QueueProxy<u32>, Duration)) -> Result<Option<u32>, String> {
     q.get_timeout_blocking(within).map_err(|e| e.to_string())
 }
@@ -1388,4 +1296,56 @@ fn a_connection_inherited_through_fork_refuses_every_call() {
     assert_eq!(d.len_blocking().unwrap(), 0);
     lock.release_blocking().unwrap();
     m.shutdown_blocking().unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// The spinning setting travels to a server process
+
+/// Answers `spinning` with the server process's `aiop::sync::spinning()`.
+struct SpinReport;
+
+impl Served for SpinReport {
+    fn call(&self, call: &Call<'_>) -> Result<Vec<u8>, CallError> {
+        match call.method() {
+            "spinning" => call.reply(&aiop::sync::spinning()),
+            _ => Err(call.no_such_method()),
+        }
+    }
+}
+
+struct SpinTypes;
+
+impl Types for SpinTypes {
+    fn register(registry: &mut Registry) {
+        registry.register("test.SpinReport", |(): ()| Ok(SpinReport));
+    }
+}
+
+/// What a server started now by `Manager::start` says of its spinning.
+fn server_spins() -> bool {
+    let m = Manager::builder().types::<SpinTypes>().start().unwrap();
+    let report = m.create_blocking("test.SpinReport", &()).unwrap();
+    let spins: bool = report.call_blocking("spinning", &()).unwrap();
+    drop(report);
+    m.shutdown_blocking().unwrap();
+    spins
+}
+
+/// A server process started by `Manager::start` follows its starter's
+/// `set_spinning`, either way. (The setting is process-wide: this test
+/// leaves it on, which other tests of this binary only feel as speed.)
+#[test]
+fn a_started_server_takes_its_starters_spinning_setting() {
+    aiop::sync::set_spinning(false);
+    let off = server_spins();
+    aiop::sync::set_spinning(true);
+    let on = server_spins();
+    assert!(
+        !off,
+        "set_spinning(false) in the starter: the server must not spin"
+    );
+    assert!(
+        on,
+        "set_spinning(true) in the starter: the server must spin"
+    );
 }

@@ -12,69 +12,7 @@ use std::time::Duration;
 use aiop::manager::{Manager, Proxy, QueueProxy};
 use aiop::process::Process;
 use common::GENEROUS;
-use serde::{Deserialize, Serialize};
-
-/// A mirror of the manager's wire request (`protocol::Request`), same
-/// variant order, for a client that speaks the protocol by hand.
-#[allow(dead_code)]
-#[derive(Serialize)]
-enum Request {
-    Create {
-        id: u64,
-        kind: String,
-        args: Vec<u8>,
-    },
-    Call {
-        id: u64,
-        object: u64,
-        method: String,
-        owner: u64,
-        args: Vec<u8>,
-    },
-    Cancel {
-        id: u64,
-    },
-    DecRef {
-        object: u64,
-    },
-    Lend {
-        object: u64,
-        token: u128,
-    },
-    Adopt {
-        object: u64,
-        token: u128,
-    },
-    Publish {
-        id: u64,
-        name: String,
-        object: Option<u64>,
-    },
-    Lookup {
-        id: u64,
-        name: String,
-    },
-    Stats {
-        id: u64,
-    },
-    Shutdown {
-        id: u64,
-    },
-}
-
-/// A mirror of a serialized proxy (`proxy::Wire`).
-#[derive(Serialize, Deserialize)]
-struct Wire {
-    address: String,
-    authkey: Option<Vec<u8>>,
-    kind: String,
-    object: u64,
-    token: u128,
-}
-
-fn raw_client(m: &Manager) -> aiop::blocking::connection::Connection {
-    aiop::blocking::connection::client(m.address(), m.authkey()).expect("raw client connects")
-}
+use common::manager::{Request, Wire, raw_client};
 
 fn stats(m: &Manager) -> (u64, u64) {
     m.stats_blocking().unwrap()

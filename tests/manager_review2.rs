@@ -37,131 +37,19 @@ aiop::test_support!();
 
 mod common;
 
-use std::cell::Cell;
-use std::future::Future;
-use std::os::fd::OwnedFd;
 use std::pin::pin;
 use std::time::{Duration, Instant};
 
 use aiop::manager::{
     BoundedSemaphoreProxy, ConditionProxy, DictProxy, JoinableQueueProxy, ListProxy, Manager,
-    ManagerError, Proxy, ProxyType, QueueProxy, RLockProxy, RemoteError, SemaphoreProxy,
+    ManagerError, Proxy, QueueProxy, RLockProxy, RemoteError, SemaphoreProxy,
 };
-use aiop::process::Process;
-use common::{GENEROUS, assert_reaped, executor_tests, until};
+use common::manager::{Reply, Request, Wire, objects, raw_client, watcher};
+use common::{Child, GENEROUS, executor_tests, or_timeout, rng, short_delay, spawn, until};
 use futures_lite::future::{self, poll_once};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-/// A mirror of the manager's wire request (`protocol::Request`), same
-/// variant order, for a client that speaks the protocol by hand.
-#[allow(dead_code)]
-#[derive(Serialize)]
-enum Request {
-    Create {
-        id: u64,
-        kind: String,
-        args: Vec<u8>,
-    },
-    Call {
-        id: u64,
-        object: u64,
-        method: String,
-        owner: u64,
-        args: Vec<u8>,
-    },
-    Cancel {
-        id: u64,
-    },
-    DecRef {
-        object: u64,
-    },
-    Lend {
-        object: u64,
-        token: u128,
-    },
-    Adopt {
-        object: u64,
-        token: u128,
-    },
-    Publish {
-        id: u64,
-        name: String,
-        object: Option<u64>,
-    },
-    Lookup {
-        id: u64,
-        name: String,
-    },
-    Stats {
-        id: u64,
-    },
-    Shutdown {
-        id: u64,
-    },
-}
-
-/// A mirror of the server's reply (`protocol::Reply`).
-#[derive(serde::Deserialize, Debug)]
-struct Reply {
-    id: u64,
-    result: Result<Vec<u8>, RemoteError>,
-}
-
-fn raw_client(m: &Manager) -> aiop::blocking::connection::Connection {
-    aiop::blocking::connection::client(m.address(), m.authkey()).expect("raw client connects")
-}
-
-/// A spawned daemon child with a pidfd, to prove it reaped.
-struct Child<R> {
-    p: Process<R>,
-    fd: OwnedFd,
-}
-
-fn spawn<A, R>(f: fn(A) -> R, args: A) -> Child<R>
-where
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
-{
-    let p = Process::from(
-        Process::builder()
-            .daemon(true)
-            .spawn(f, args)
-            .expect("spawn a child"),
-    );
-    let fd = common::pidfd(p.pid());
-    Child { p, fd }
-}
-
-impl<R: DeserializeOwned> Child<R> {
-    fn join(mut self) -> R {
-        let r = self
-            .p
-            .join_timeout_blocking(GENEROUS)
-            .expect("the child succeeds");
-        assert_reaped(self.p.pid(), &self.fd);
-        r
-    }
-}
-
-/// The manager's object count.
-fn objects(m: &Manager) -> u64 {
-    m.stats_blocking().expect("stats").0
-}
-
-/// A proxy to `proxy`'s object on a connection of its own (another owner,
-/// and a way to look at the object without reading `m`'s connection).
-fn watcher<P: ProxyType>(m: &Manager, proxy: &P) -> P {
-    let name = format!("watched-{}", proxy.as_proxy().id());
-    m.publish_blocking(&name, proxy).unwrap();
-    let other = Manager::connect_blocking(m.address(), m.authkey()).unwrap();
-    let watcher = other.lookup_blocking(&name).unwrap().expect("published");
-    assert!(m.unpublish_blocking(&name).unwrap());
-    watcher
-}
 
 /// The names (`comm`) of this process's threads, by thread id.
 fn threads() -> Vec<(i32, String)> {
@@ -185,38 +73,6 @@ fn drains_done() {
     until("the client's drain threads are done", || {
         threads().iter().all(|(_, c)| c != "aiop-manager-dr")
     });
-}
-
-/// A small xorshift generator.
-fn rng(seed: u64) -> impl FnMut() -> u64 {
-    let s = Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    move || {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        x
-    }
-}
-
-/// `fut`, or `None` when `after` passes first (and `fut` is dropped).
-async fn or_timeout<T>(fut: impl Future<Output = T>, after: Duration) -> Option<T> {
-    future::or(async { Some(fut.await) }, async {
-        async_io::Timer::after(after).await;
-        None
-    })
-    .await
-}
-
-/// A random short delay: zero a third of the time, otherwise up to a few
-/// round trips.
-fn short_delay(next: &mut impl FnMut() -> u64) -> Duration {
-    match next() % 3 {
-        0 => Duration::ZERO,
-        1 => Duration::from_micros(next() % 300),
-        _ => Duration::from_micros(next() % 2000),
-    }
 }
 
 fn assert_remote<T: std::fmt::Debug>(r: Result<T, ManagerError>, kind: &str) {
@@ -521,16 +377,6 @@ fn a_lookup_as_the_wrong_type_names_both_types_and_leaks_nothing() {
     assert!(m.unpublish_blocking("d").unwrap());
     until("the dict is dropped", || objects(&m) == 0);
     m.shutdown_blocking().unwrap();
-}
-
-/// A mirror of a serialized proxy (`proxy::Wire`).
-#[derive(Serialize, serde::Deserialize)]
-struct Wire {
-    address: String,
-    authkey: Option<Vec<u8>>,
-    kind: String,
-    object: u64,
-    token: u128,
 }
 
 /// A proxy whose object is gone (its transit reference was taken by a

@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 
 use aiop::arena::Slot;
 use aiop::futex::{self, Timeout};
+use aiop::process::Process;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub mod manager;
 
 /// A deadline far enough away that only a real hang reaches it.
 pub const GENEROUS: Duration = Duration::from_secs(30);
@@ -385,4 +390,85 @@ pub async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
     })
     .await;
     out.into_iter().map(|o| o.expect("done")).collect()
+}
+
+/// A small xorshift generator: random short timeouts without a crate.
+pub fn rng(seed: u64) -> impl FnMut() -> u64 {
+    let s = std::cell::Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    move || {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        x
+    }
+}
+
+/// `fut`, or `None` when `after` passes first (and `fut` is dropped).
+pub async fn or_timeout<T>(
+    fut: impl std::future::Future<Output = T>,
+    after: Duration,
+) -> Option<T> {
+    futures_lite::future::or(async { Some(fut.await) }, async {
+        async_io::Timer::after(after).await;
+        None
+    })
+    .await
+}
+
+/// A random short delay for a future to be dropped after: zero a third of
+/// the time (dropped right after its request went out), otherwise up to
+/// about a round trip or a few.
+pub fn short_delay(next: &mut impl FnMut() -> u64) -> Duration {
+    match next() % 3 {
+        0 => Duration::ZERO,
+        1 => Duration::from_micros(next() % 300),
+        _ => Duration::from_micros(next() % 2000),
+    }
+}
+
+/// A spawned daemon child with a pidfd, to prove it reaped.
+pub struct Child<R> {
+    pub p: Process<R>,
+    pub fd: OwnedFd,
+}
+
+pub fn spawn<A, R>(f: fn(A) -> R, args: A) -> Child<R>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    let p = Process::from(
+        Process::builder()
+            .daemon(true)
+            .spawn(f, args)
+            .expect("spawn a child"),
+    );
+    let fd = pidfd(p.pid());
+    Child { p, fd }
+}
+
+impl<R: DeserializeOwned> Child<R> {
+    pub fn pid(&self) -> u32 {
+        self.p.pid()
+    }
+
+    /// Joins (bounded) and checks that the child is reaped.
+    pub fn join(mut self) -> R {
+        let r = self
+            .p
+            .join_timeout_blocking(GENEROUS)
+            .expect("the child succeeds");
+        assert_reaped(self.p.pid(), &self.fd);
+        r
+    }
+
+    /// SIGKILLs the child, joins it and checks that it is reaped.
+    pub fn kill(mut self) {
+        self.p.kill().expect("kill");
+        let r = self.p.join_timeout_blocking(GENEROUS);
+        assert!(r.is_err(), "a killed child has no result");
+        assert_reaped(self.p.pid(), &self.fd);
+    }
 }

@@ -61,6 +61,19 @@ struct Demux {
     slots: HashMap<u64, Slot>,
 }
 
+impl Demux {
+    /// Takes the result filed for call `id`, if it has arrived.
+    fn take_done(&mut self, id: u64) -> Option<Result<Vec<u8>, RemoteError>> {
+        if !matches!(self.slots.get(&id), Some(Slot::Done(_))) {
+            return None;
+        }
+        match self.slots.remove(&id) {
+            Some(Slot::Done(result)) => Some(result),
+            _ => unreachable!("checked above"),
+        }
+    }
+}
+
 pub(crate) struct Client {
     conn: Connection,
     pid: u32,
@@ -134,17 +147,8 @@ impl Client {
     /// connection has ended, or `deadline`.
     fn await_drain(&self, deadline: std::time::Instant) {
         let mut d = lock(&self.demux);
-        while d.draining && d.gone.is_none() {
-            let now = std::time::Instant::now();
-            if now >= deadline {
-                return;
-            }
-            d.sleepers += 1;
-            d = match self.replied.wait_timeout(d, deadline - now) {
-                Ok((d, _)) => d,
-                Err(e) => e.into_inner().0,
-            };
-            d.sleepers -= 1;
+        while d.draining && d.gone.is_none() && std::time::Instant::now() < deadline {
+            d = self.sleep_until(d, Some(deadline));
         }
     }
 
@@ -252,10 +256,7 @@ impl Client {
         let mut d = lock(&self.demux);
         let mut read = false;
         loop {
-            if let Some(Slot::Done(_)) = d.slots.get(&id) {
-                let Some(Slot::Done(result)) = d.slots.remove(&id) else {
-                    unreachable!()
-                };
+            if let Some(result) = d.take_done(id) {
                 if read {
                     self.handoff(&mut d);
                 }
@@ -276,9 +277,27 @@ impl Client {
     }
 
     /// Sleeps on `replied` until a reply is filed or a reader leaves.
-    fn sleep<'a>(&self, mut d: MutexGuard<'a, Demux>) -> MutexGuard<'a, Demux> {
+    fn sleep<'a>(&self, d: MutexGuard<'a, Demux>) -> MutexGuard<'a, Demux> {
+        self.sleep_until(d, None)
+    }
+
+    /// [`sleep`](Self::sleep), also ending at `deadline`.
+    fn sleep_until<'a>(
+        &self,
+        mut d: MutexGuard<'a, Demux>,
+        deadline: Option<std::time::Instant>,
+    ) -> MutexGuard<'a, Demux> {
         d.sleepers += 1;
-        let mut d = self.replied.wait(d).unwrap_or_else(|e| e.into_inner());
+        let mut d = match deadline {
+            None => self.replied.wait(d).unwrap_or_else(|e| e.into_inner()),
+            Some(at) => {
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                match self.replied.wait_timeout(d, left) {
+                    Ok((d, _)) => d,
+                    Err(e) => e.into_inner().0,
+                }
+            }
+        };
         d.sleepers -= 1;
         d
     }
@@ -444,14 +463,12 @@ impl Client {
         // that leaves must wake them so that one takes over.
         let mut read = false;
         loop {
-            if let Some(Slot::Done(_)) = d.slots.get(&id) {
-                let Some(Slot::Done(result)) = d.slots.remove(&id) else {
-                    unreachable!()
-                };
-                if d.parked == Some(id) || read {
-                    if d.parked == Some(id) {
-                        d.parked = None;
-                    }
+            if let Some(result) = d.take_done(id) {
+                let was_parked = d.parked == Some(id);
+                if was_parked {
+                    d.parked = None;
+                }
+                if was_parked || read {
                     self.handoff(&mut d);
                 }
                 return Poll::Ready(result.map_err(ManagerError::Remote));
@@ -589,17 +606,13 @@ impl Client {
         }
     }
 
-    fn spin_then_recv(&self) -> Result<Reply, RecvError> {
-        super::protocol::spin_then_recv(self.conn.get_ref())
-    }
-
     /// Takes the reader's turn (the caller saw nobody `busy`), blocks for
     /// one reply, files it and runs the undos it calls for.
     fn read_blocking<'a>(&'a self, mut d: MutexGuard<'a, Demux>) -> MutexGuard<'a, Demux> {
         d.busy = true;
         drop(d);
         // The demux's `busy` flag makes this the only receiver.
-        let got = self.spin_then_recv();
+        let got = super::protocol::spin_then_recv::<Reply>(self.conn.get_ref());
         let mut d = lock(&self.demux);
         d.busy = false;
         let undos = self.deliver(&mut d, got);

@@ -103,32 +103,34 @@ static SPINNERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize
 pub(crate) fn spin_then_recv<T: serde::de::DeserializeOwned>(
     conn: &aiop_core::connection::Connection,
 ) -> Result<T, aiop_core::connection::RecvError> {
-    use aiop_core::connection::RecvError;
     use std::sync::atomic::Ordering;
     if aiop_core::sync::spinning() {
         // Looked up once: the CPU count reads the affinity and cgroup
         // limits, which takes longer than a round trip.
         static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
         let limit = *LIMIT.get_or_init(|| aiop_core::process::cpu_count().saturating_sub(1).max(1));
-        if SPINNERS.fetch_add(1, Ordering::Relaxed) < limit {
-            let start = std::time::Instant::now();
-            let got = loop {
-                match conn.try_recv::<T>() {
-                    Err(RecvError::Empty) => {}
-                    other => break Some(other),
-                }
-                if start.elapsed() >= SPIN {
-                    break None;
-                }
-                std::hint::spin_loop();
-            };
-            SPINNERS.fetch_sub(1, Ordering::Relaxed);
-            if let Some(got) = got {
-                return got;
-            }
-        } else {
-            SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        let got = (SPINNERS.fetch_add(1, Ordering::Relaxed) < limit).then(|| poll_for::<T>(conn));
+        SPINNERS.fetch_sub(1, Ordering::Relaxed);
+        if let Some(Some(got)) = got {
+            return got;
         }
     }
     conn.recv_exclusive::<T>()
+}
+
+/// Tries to receive for up to [`SPIN`]; `None` when nothing came.
+fn poll_for<T: serde::de::DeserializeOwned>(
+    conn: &aiop_core::connection::Connection,
+) -> Option<Result<T, aiop_core::connection::RecvError>> {
+    let start = std::time::Instant::now();
+    loop {
+        match conn.try_recv::<T>() {
+            Err(aiop_core::connection::RecvError::Empty) => {}
+            other => return Some(other),
+        }
+        if start.elapsed() >= SPIN {
+            return None;
+        }
+        std::hint::spin_loop();
+    }
 }

@@ -267,12 +267,20 @@ impl Call<'_> {
     ///
     /// [`RemoteError::BAD_ARGUMENTS`] when they do not decode as `A`.
     pub fn args<A: DeserializeOwned>(&self) -> Result<A, RemoteError> {
-        protocol::decode(self.args).map_err(|e| {
-            RemoteError::new(
-                RemoteError::BAD_ARGUMENTS,
-                format!("the arguments of {:?} did not decode: {e}", self.method),
-            )
-        })
+        protocol::decode(self.args).map_err(|e| self.bad_args(e))
+    }
+
+    /// Decodes the arguments' first value as `A`, and returns the bytes
+    /// after it.
+    pub(crate) fn leading_args<A: DeserializeOwned>(&self) -> Result<(A, &[u8]), RemoteError> {
+        postcard::take_from_bytes::<A>(self.args).map_err(|e| self.bad_args(e))
+    }
+
+    fn bad_args(&self, e: impl std::fmt::Display) -> RemoteError {
+        RemoteError::new(
+            RemoteError::BAD_ARGUMENTS,
+            format!("the arguments of {:?} did not decode: {e}", self.method),
+        )
     }
 
     /// The arguments as they were sent (postcard bytes).

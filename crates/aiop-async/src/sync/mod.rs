@@ -51,7 +51,7 @@ mod semaphore;
 
 pub use aiop_core::sync::{
     BrokenBarrierError, LockGuard, LockResult, NotOwnerError, OverReleaseError, OwnerDied,
-    TryLockError, TryLockResult, set_spinning,
+    TryLockError, TryLockResult, set_spinning, spinning,
 };
 pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard};

@@ -174,7 +174,7 @@ impl Served for Condition {
     fn call(&self, call: &Call<'_>) -> Result<Vec<u8>, CallError> {
         match call.method() {
             "acquire" => acquire_reentrant(call, &self.m, self.m.lock(), the_lock),
-            "release" => release_reentrant(call, &self.m, self.m.lock(), the_lock, 1),
+            "release" => release_reentrant(call, &self.m, self.m.lock(), the_lock),
             "wait" => self.wait(call),
             "unwait" => {
                 // The undo of a `wait` whose future was dropped: pass on the

@@ -224,17 +224,16 @@ pub(super) fn retake_reentrant<'m, S: Send + 'static>(
 }
 
 /// The `release` of a served object holding a [`Reentrant`]: gives back
-/// one level of the caller (`levels` given in the arguments for `unwait`).
+/// one level of the caller.
 pub(super) fn release_reentrant<S: Send + 'static>(
     call: &Call<'_>,
     m: &Monitor<S>,
     mut state: MutexGuard<'_, S>,
     lock: fn(&mut S) -> &mut Reentrant,
-    levels: u32,
 ) -> Result<Vec<u8>, CallError> {
     let l = lock(&mut state);
     let locked = l.is_locked();
-    if !l.give_back(call.owner(), levels) {
+    if !l.give_back(call.owner(), 1) {
         return Err(not_owner(if locked {
             "release of a lock another owner holds"
         } else {
@@ -268,7 +267,7 @@ impl Served for RLock {
         let state = self.m.lock();
         match call.method() {
             "acquire" => acquire_reentrant(call, &self.m, state, itself),
-            "release" => release_reentrant(call, &self.m, state, itself, 1),
+            "release" => release_reentrant(call, &self.m, state, itself),
             "is_locked" => call.reply(&state.is_locked()),
             _ => Err(call.no_such_method()),
         }

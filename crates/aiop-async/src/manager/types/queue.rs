@@ -96,13 +96,7 @@ impl Served for Queue {
                 // The undo of a cancelled `get`: the item goes back to its
                 // place in the order of puts (the front, unless several
                 // cancelled gets give theirs back out of order).
-                let (seq, item) =
-                    postcard::take_from_bytes::<u64>(call.raw_args()).map_err(|e| {
-                        RemoteError::new(
-                            RemoteError::BAD_ARGUMENTS,
-                            format!("the arguments of \"unget\" did not decode: {e}"),
-                        )
-                    })?;
+                let (seq, item) = call.leading_args::<u64>()?;
                 let mut q = q;
                 let at = q.items.partition_point(|(s, _)| *s < seq);
                 q.items.insert(at, (seq, item.to_vec()));
